@@ -1,0 +1,135 @@
+"""Carry out a plan: the only module that changes the node.
+
+Order matters for safety: the firewall goes first, so the protected ports
+are closed before the tunnel exists; then the interface, its keys and
+peers, its addresses, the link state; the node-list files last, once the
+addresses they will name can be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netsetup import link, nodelist
+from netsetup.errors import NetsetupError
+from netsetup.firewall import Nft
+from netsetup.plan import Action, Desired, device_change
+from netsetup.settings import Settings
+from netsetup.spec import Cluster
+from netsetup.wireguard import Backend
+
+log = logging.getLogger(__name__)
+
+DEVICE_KINDS = {"set-private-key", "set-listen-port", "add-peer", "update-peer",
+                "remove-peer"}
+
+
+class _Checkpoints:
+    """Numbered points between side effects.
+
+    NETSETUP_FAULT_STEP=N makes the process SIGKILL itself at point N: the
+    crash-safety tests use it to stop apply anywhere.
+    """
+
+    def __init__(self) -> None:
+        value = os.environ.get("NETSETUP_FAULT_STEP")
+        self.stop_at = int(value) if value else None
+        self.count = 0
+
+    def __call__(self) -> None:
+        self.count += 1
+        if self.count == self.stop_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def execute(
+    actions: list[Action], desired: Desired, backend: Backend, nft: Nft,
+    settings: Settings,
+) -> None:
+    """Carry out `actions` (from plan.plan) in order; log each change."""
+    checkpoint = _Checkpoints()
+    interface = desired.interface
+    change = device_change(desired, actions)
+    device_done = False
+    for action in actions:
+        checkpoint()
+        if action.kind in DEVICE_KINDS:
+            # All key, port and peer changes travel in one message.
+            if not device_done:
+                backend.configure(interface, change)
+                device_done = True
+        elif action.kind == "load-table":
+            state = nft.load(action.data)
+            _write_small(settings.firewall_state, state.listing_digest)
+        elif action.kind == "create":
+            backend.create(interface)
+        elif action.kind == "set-mtu":
+            link.set_mtu(interface, action.data)
+        elif action.kind == "add-address":
+            link.add_address(interface, action.data)
+        elif action.kind == "remove-address":
+            link.del_address(interface, action.data)
+        elif action.kind == "set-up":
+            link.set_up(interface)
+        elif action.kind == "rewrite-nodelist":
+            _rewrite_nodelist(action.data, settings.nodelist_state)
+        else:
+            raise NetsetupError(f"internal: unknown action {action.kind!r}")
+        log.info("%s", action.summary)
+    checkpoint()
+
+
+def _rewrite_nodelist(change: nodelist.FileChange, state_dir: Path) -> None:
+    # Save the original before touching the file, so a crash in between
+    # leaves something `down` can restore.
+    nodelist.save_original(change.path, state_dir, change.old, change.new)
+    nodelist.write_atomic(change.path, change.new)
+
+
+def _write_small(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nodelist.write_atomic(path, (text + "\n").encode())
+
+
+@dataclass
+class DownReport:
+    removed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def down(
+    cluster: Cluster, backend: Backend, nft: Nft, settings: Settings
+) -> DownReport:
+    """Remove the interface and the table, restore the files; keep keys.
+
+    Each step runs even if an earlier one failed, so one broken part does
+    not leave the others in place.
+    """
+    report = DownReport()
+    try:
+        if link.read(cluster.interface) is not None:
+            backend.delete(cluster.interface)
+            report.removed.append(f"{cluster.interface}: interface removed")
+    except NetsetupError as exc:
+        report.errors.append(str(exc))
+    try:
+        if nft.delete():
+            report.removed.append("table inet netsetup: deleted")
+        settings.firewall_state.unlink(missing_ok=True)
+    except (NetsetupError, OSError) as exc:
+        report.errors.append(str(exc))
+    for path in cluster.nodelist:
+        try:
+            outcome = nodelist.restore(path, settings.nodelist_state)
+        except (NetsetupError, OSError) as exc:
+            report.errors.append(f"{path}: {exc}")
+            continue
+        if outcome != "untouched":
+            report.removed.append(f"{path}: {outcome}")
+    for line in report.removed:
+        log.info("%s", line)
+    return report

@@ -1,0 +1,240 @@
+"""The `netsetup` command: click entry points and nothing else.
+
+Errors become messages and exit codes here and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+from netsetup.errors import NetsetupError, SpecError
+from netsetup.settings import Settings
+
+log = logging.getLogger("netsetup")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ExitStatus(IntEnum):
+    """Exit codes, as diff(1) has them: 0 same, 1 different, 2 trouble."""
+
+    OK = 0
+    CHANGES = 1  # plan: changes pending
+    UNHEALTHY = 1  # status: something is wrong on the node
+    ERROR = 2  # bad input, or the node could not be read or changed
+
+
+class Options:
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.debug = False
+
+
+pass_options = click.make_pass_decorator(Options, ensure=True)
+
+
+def node_options(func: F) -> F:
+    """Declare --node and --backend once for every node command."""
+    func = click.option(
+        "--backend", type=click.Choice(["kernel", "userspace"]),
+        help="WireGuard backend (default: kernel if the kernel has it).")(func)
+    func = click.option(
+        "--node", "node_name", metavar="NAME",
+        help="This node's name in the cluster file (default: match the "
+        "machine's addresses).")(func)
+    return func
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Cluster file (default /etc/netsetup/cluster.toml).")
+@click.option("-v", "--verbose", count=True, help="More output.")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@pass_options
+def cli(options: Options, config: Path | None, verbose: int, quiet: bool,
+        debug: bool) -> None:
+    """Put a master/worker cluster on WireGuard and fence its ports to it."""
+    if config is not None:
+        from dataclasses import replace
+
+        options.settings = replace(options.settings, config=config)
+    options.debug = debug
+    level = logging.WARNING if quiet else (
+        logging.DEBUG if verbose > 1 or debug else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@click.option("--interface", help="Interface the key is for (default: the "
+              "cluster file's).")
+@pass_options
+def keygen(options: Options, interface: str | None) -> None:
+    """Create this node's private key if missing; print its public key."""
+    from netsetup import keys, spec
+
+    if interface is None:
+        interface = spec.load(options.settings.config).interface
+    private, _ = keys.ensure_private_key(options.settings.key_path(interface))
+    click.echo(keys.public_key(private))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@node_options
+@pass_options
+def plan(options: Options, node_name: str | None, backend: str | None,
+         as_json: bool) -> None:
+    """Show what apply would change; exit 1 if anything."""
+    from netsetup import engine
+
+    ctx = engine.load_context(options.settings, node_name, backend)
+    _, _, actions = engine.compute_plan(ctx)
+    if as_json:
+        click.echo(json.dumps({
+            "node": ctx.node.name,
+            "changes": [action.to_json() for action in actions],
+        }, indent=2))
+    elif actions:
+        for action in actions:
+            click.echo(f"{action.layer:9}  {action.summary}")
+    else:
+        click.echo(f"{ctx.node.name}: nothing to do")
+    sys.exit(ExitStatus.CHANGES if actions else ExitStatus.OK)
+
+
+@cli.command()
+@node_options
+@pass_options
+def apply(options: Options, node_name: str | None, backend: str | None) -> None:
+    """Converge this node to the cluster file."""
+    from netsetup import apply as applying
+    from netsetup import engine
+    from netsetup.lock import node_lock
+
+    ctx = engine.load_context(options.settings, node_name, backend)
+    with node_lock(options.settings.lock_path):
+        wanted, _, actions = engine.compute_plan(ctx)
+        if not actions:
+            log.info("%s: nothing to do", ctx.node.name)
+            return
+        applying.execute(actions, wanted, ctx.backend, ctx.nft, ctx.settings)
+    log.info("%s: %d change(s) applied", ctx.node.name, len(actions))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@node_options
+@pass_options
+def status(options: Options, node_name: str | None, backend: str | None,
+           as_json: bool) -> None:
+    """Show the interface, peers, firewall and node list; exit 1 if unhealthy."""
+    from netsetup import engine
+    from netsetup import status as reporting
+    from netsetup.firewall import render
+
+    ctx = engine.load_context(options.settings, node_name, backend)
+    observed = engine.observe_node(ctx)
+    result = reporting.report(
+        ctx.cluster, ctx.node, observed, render(ctx.cluster, ctx.node),
+        ctx.nft.counters(), ctx.backend.name, engine.rewritten_files(ctx))
+    click.echo(json.dumps(result, indent=2) if as_json
+               else reporting.format_text(result))
+    sys.exit(ExitStatus.UNHEALTHY if result["problems"] else ExitStatus.OK)
+
+
+@cli.command()
+@node_options
+@pass_options
+def down(options: Options, node_name: str | None, backend: str | None) -> None:
+    """Remove the interface and the table, restore the node list; keep keys."""
+    from netsetup import apply as applying
+    from netsetup import engine
+    from netsetup.lock import node_lock
+
+    ctx = engine.load_context(options.settings, node_name, backend)
+    with node_lock(options.settings.lock_path):
+        result = applying.down(ctx.cluster, ctx.backend, ctx.nft, ctx.settings)
+    if result.errors:
+        raise NetsetupError("down incomplete: " + "; ".join(result.errors))
+    if not result.removed:
+        log.info("%s: nothing to remove", ctx.node.name)
+
+
+@cli.group()
+def lab() -> None:
+    """A demo cluster of network namespaces on this machine."""
+
+
+@lab.command("up")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path),
+              default=Path("/run/netsetup-lab"), show_default=True)
+def lab_up(workdir: Path) -> None:
+    """Build the namespaces (master, two workers, an outsider)."""
+    from netsetup.lab import Lab
+
+    Lab(workdir).up()
+    click.echo(f"lab up in {workdir}; `netsetup lab down` removes it")
+
+
+@lab.command("down")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path),
+              default=Path("/run/netsetup-lab"), show_default=True)
+def lab_down(workdir: Path) -> None:
+    """Remove the lab's namespaces and processes."""
+    from netsetup.lab import Lab
+
+    Lab(workdir).down()
+
+
+@lab.command("demo")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path),
+              default=Path("/run/netsetup-lab"), show_default=True)
+@click.option("--keep", is_flag=True, help="Leave the lab running afterwards.")
+def lab_demo(workdir: Path, keep: bool) -> None:
+    """Build the lab, apply netsetup on every node, print who reaches what."""
+    from netsetup.lab import Lab, demo
+
+    lab_ = Lab(workdir)
+    try:
+        ok = demo(lab_, click.echo)
+    finally:
+        if not keep:
+            lab_.down()
+    sys.exit(ExitStatus.OK if ok else ExitStatus.ERROR)
+
+
+def main() -> None:
+    """Run the CLI; turn every error into one line and exit status 2."""
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.ERROR)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(ExitStatus.ERROR)
+    except SpecError as exc:
+        click.echo(f"netsetup: {exc}", err=True)
+        sys.exit(ExitStatus.ERROR)
+    except NetsetupError as exc:
+        if debug:
+            raise
+        click.echo(f"netsetup: {exc}", err=True)
+        sys.exit(ExitStatus.ERROR)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        click.echo(f"netsetup: unexpected error: {type(exc).__name__}: {exc} "
+                   "(run with --debug for the traceback)", err=True)
+        sys.exit(ExitStatus.ERROR)

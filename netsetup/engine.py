@@ -1,0 +1,73 @@
+"""Assemble the pieces for one node: file -> identity -> desired -> plan.
+
+The CLI calls these; they return values and raise NetsetupError, never
+print or exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from netsetup import keys, link, nodelist, spec
+from netsetup import plan as planning
+from netsetup.errors import PrivateKeyError
+from netsetup.firewall import Nft, render
+from netsetup.observe import observe
+from netsetup.plan import Action, Desired, Observed
+from netsetup.settings import Settings
+from netsetup.wireguard import Backend, select
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeContext:
+    settings: Settings
+    cluster: spec.Cluster
+    node: spec.Node
+    backend: Backend
+    nft: Nft
+
+
+def load_context(
+    settings: Settings, node_name: str | None, backend_name: str | None
+) -> NodeContext:
+    """Read the cluster file and find out which node this machine is."""
+    cluster = spec.load(settings.config)
+    addresses = [] if node_name is not None else link.local_addresses()
+    node = spec.identify(cluster, addresses, node_name)
+    backend = select(backend_name, settings.wireguard_go, str(settings.run_dir))
+    return NodeContext(settings, cluster, node, backend, Nft())
+
+
+def desired(ctx: NodeContext) -> Desired:
+    """Return the node's desired state; checks the key matches the file."""
+    key_path = ctx.settings.key_path(ctx.cluster.interface)
+    private_key = keys.read_private_key(key_path)
+    public_key = keys.public_key(private_key)
+    if public_key != ctx.node.public_key:
+        raise PrivateKeyError(
+            f"{key_path}: its public key {public_key} is not the one "
+            f"{ctx.cluster.path} lists for node {ctx.node.name!r}")
+    ruleset = render(ctx.cluster, ctx.node)
+    return planning.desired_state(ctx.cluster, ctx.node, private_key,
+                                  public_key, ruleset)
+
+
+def compute_plan(ctx: NodeContext) -> tuple[Desired, Observed, list[Action]]:
+    """Observe the node and return what apply would do."""
+    wanted = desired(ctx)
+    observed = observe_node(ctx)
+    return wanted, observed, planning.plan(wanted, observed)
+
+
+def observe_node(ctx: NodeContext) -> Observed:
+    """Return the node's current state."""
+    return observe(ctx.cluster, ctx.node, ctx.backend, ctx.nft, ctx.settings)
+
+
+def rewritten_files(ctx: NodeContext) -> dict[str, bool]:
+    """Say, per node-list path, whether netsetup holds its original."""
+    return {str(path): nodelist.is_rewritten(path, ctx.settings.nodelist_state)
+            for path in ctx.cluster.nodelist}

@@ -1,0 +1,151 @@
+"""The `inet netsetup` nftables table: render, validate, load, read back.
+
+Everything goes through libnftables (the official `nftables` binding) in
+this process; no `nft` subprocess. The table carries the sha256 of its own
+rendering in its comment, so "is the loaded table the one we want" is one
+read and a string compare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from netsetup.errors import FirewallError
+from netsetup.spec import Cluster, Node
+
+log = logging.getLogger(__name__)
+
+TABLE = "netsetup"
+FAMILY = "inet"
+COMMENT_RE = re.compile(r'comment "netsetup sha256=([0-9a-f]{64})"')
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    text: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class TableState:
+    digest: str | None  # from the table comment; None if not ours
+    listing_digest: str  # sha256 of the stateless listing, to notice edits
+
+
+def render(cluster: Cluster, node: Node) -> Ruleset:
+    """Return the table this node should have."""
+    from importlib.resources import files
+
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    peers = cluster.peers_of(node)
+    context: dict[str, Any] = {
+        "interface": cluster.interface,
+        "listen_port": cluster.listen_port,
+        "ssh_port": cluster.ssh_port,
+        "peers_v4": _addresses(p.address for p in peers if p.address.version == 4),
+        "peers_v6": _addresses(p.address for p in peers if p.address.version == 6),
+        "protected_ports": [] if node.is_master else list(cluster.protected_ports),
+    }
+    master = cluster.master.vpn_address
+    context["master_v4"] = [str(master)] if master.version == 4 else []
+    context["master_v6"] = [str(master)] if master.version == 6 else []
+    context["admin_v4"] = [str(n) for n in cluster.admin_sources if n.version == 4]
+    context["admin_v6"] = [str(n) for n in cluster.admin_sources if n.version == 6]
+
+    templates = str(files("netsetup.templates"))
+    env = Environment(loader=FileSystemLoader(templates),
+                      undefined=StrictUndefined, keep_trailing_newline=True)
+    template = env.get_template("nftables.nft.j2")
+    body = template.render(comment="", **context)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    text = template.render(comment=f"netsetup sha256={digest}", **context)
+    return Ruleset(text, digest)
+
+
+def _addresses(addresses: Any) -> list[str]:
+    # NOTE: nft resolves anything that is not an address via DNS; every
+    # value here was parsed by ipaddress, so none can be a host name.
+    return sorted({str(ipaddress.ip_address(a)) for a in addresses})
+
+
+def replace_document(ruleset: Ruleset) -> str:
+    """Return the one-transaction document that swaps in `ruleset`.
+
+    `table` first makes the `delete` valid when the table is absent; the
+    kernel applies all three or none.
+    """
+    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{ruleset.text}"
+
+
+class Nft:
+    """A libnftables context bound to the current network namespace."""
+
+    def __init__(self) -> None:
+        try:
+            import nftables
+        except ImportError as exc:
+            raise FirewallError(
+                "the nftables Python binding is missing (Debian package "
+                "python3-nftables)") from exc
+        self.ctx = nftables.Nftables()
+        self.ctx.set_stateless_output(True)
+
+    def run(self, command: str, dry_run: bool = False) -> str:
+        self.ctx.set_dry_run(dry_run)
+        try:
+            rc, output, error = self.ctx.cmd(command)
+        finally:
+            self.ctx.set_dry_run(False)
+        if rc != 0:
+            raise FirewallError(f"table {FAMILY} {TABLE}: {error.strip()}")
+        return str(output)
+
+    def read(self) -> TableState | None:
+        """Return what identifies the loaded table, or None if absent."""
+        rc, output, _ = self.ctx.cmd(f"list table {FAMILY} {TABLE}")
+        if rc != 0:
+            return None
+        match = COMMENT_RE.search(output)
+        return TableState(match.group(1) if match else None,
+                          hashlib.sha256(output.encode()).hexdigest())
+
+    def load(self, ruleset: Ruleset) -> TableState:
+        """Validate `ruleset` with a dry run, then load it atomically."""
+        document = replace_document(ruleset)
+        self.run(document, dry_run=True)
+        self.run(document)
+        state = self.read()
+        if state is None or state.digest != ruleset.digest:
+            raise FirewallError(f"table {FAMILY} {TABLE}: loaded, but reads "
+                                "back different")
+        return state
+
+    def delete(self) -> bool:
+        """Delete the table; return whether it existed."""
+        rc, _, _ = self.ctx.cmd(f"delete table {FAMILY} {TABLE}")
+        return bool(rc == 0)
+
+    def counters(self) -> dict[str, int]:
+        """Return the packet count of each named counter in the table."""
+        self.ctx.set_json_output(True)
+        self.ctx.set_stateless_output(False)
+        try:
+            rc, output, _ = self.ctx.cmd(f"list counters table {FAMILY} {TABLE}")
+        finally:
+            self.ctx.set_json_output(False)
+            self.ctx.set_stateless_output(True)
+        if rc != 0:
+            return {}
+        result = {}
+        for item in json.loads(output).get("nftables", []):
+            counter = item.get("counter")
+            if counter:
+                result[counter["name"]] = int(counter["packets"])
+        return result

@@ -1,0 +1,141 @@
+"""Links and addresses through rtnetlink (pyroute2's IPRoute).
+
+Thin calls only: each function does one netlink exchange and turns
+pyroute2's NetlinkError into LinkError naming the interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from netsetup.errors import LinkError
+
+log = logging.getLogger(__name__)
+
+ENODEV = 19
+IFF_UP = 0x1
+WIREGUARD_OVERHEAD = 80  # what wg-quick subtracts: IPv6 + UDP + WireGuard
+
+
+@dataclass(frozen=True)
+class LinkState:
+    index: int
+    kind: str | None
+    mtu: int
+    up: bool
+    addresses: tuple[str, ...]  # "address/prefixlen", sorted
+
+
+@contextmanager
+def _iproute() -> Iterator[Any]:
+    from pyroute2 import IPRoute
+
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextmanager
+def _errors(interface: str, doing: str) -> Iterator[None]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        yield
+    except NetlinkError as exc:
+        raise LinkError(f"{interface}: {doing} failed: {exc}") from exc
+
+
+def read(interface: str) -> LinkState | None:
+    """Return the link's state, or None if no such link exists."""
+    with _iproute() as ipr:
+        indexes = ipr.link_lookup(ifname=interface)
+        if not indexes:
+            return None
+        index = indexes[0]
+        (msg,) = ipr.link("get", index=index)
+        info = msg.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+        addresses = sorted(
+            f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}"
+            for addr in ipr.get_addr(index=index)
+        )
+    return LinkState(index, kind, msg.get_attr("IFLA_MTU"),
+                     bool(msg["flags"] & IFF_UP), tuple(addresses))
+
+
+def create_wireguard(interface: str) -> None:
+    with _iproute() as ipr, _errors(interface, "creating the wireguard link"):
+        ipr.link("add", ifname=interface, kind="wireguard")
+
+
+def delete(interface: str) -> None:
+    """Remove the link; a missing link is not an error."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with _iproute() as ipr:
+        try:
+            ipr.link("del", ifname=interface)
+        except NetlinkError as exc:
+            if exc.code != ENODEV:
+                raise LinkError(f"{interface}: delete failed: {exc}") from exc
+
+
+def set_mtu(interface: str, mtu: int) -> None:
+    with _iproute() as ipr, _errors(interface, f"setting MTU {mtu}"):
+        ipr.link("set", ifname=interface, mtu=mtu)
+
+
+def set_up(interface: str) -> None:
+    with _iproute() as ipr, _errors(interface, "bringing the link up"):
+        ipr.link("set", ifname=interface, state="up")
+
+
+def add_address(interface: str, cidr: str) -> None:
+    address, prefix = cidr.split("/")
+    with _iproute() as ipr, _errors(interface, f"adding {cidr}"):
+        (index,) = ipr.link_lookup(ifname=interface)
+        ipr.addr("add", index=index, address=address, prefixlen=int(prefix))
+
+
+def del_address(interface: str, cidr: str) -> None:
+    address, prefix = cidr.split("/")
+    with _iproute() as ipr, _errors(interface, f"removing {cidr}"):
+        (index,) = ipr.link_lookup(ifname=interface)
+        ipr.addr("del", index=index, address=address, prefixlen=int(prefix))
+
+
+def local_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Return every address configured in this network namespace."""
+    with _iproute() as ipr:
+        return [ipaddress.ip_address(addr.get_attr("IFA_ADDRESS"))
+                for addr in ipr.get_addr()]
+
+
+def route_mtu(destinations: list[str]) -> int | None:
+    """Return the largest MTU of the links that route to `destinations`.
+
+    wg-quick derives the tunnel MTU this way; None if no route is known.
+    """
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    best = None
+    with _iproute() as ipr:
+        for destination in destinations:
+            try:
+                (route,) = ipr.route("get", dst=destination)
+                index = route.get_attr("RTA_OIF")
+                (msg,) = ipr.link("get", index=index)
+            except (NetlinkError, ValueError):
+                continue
+            mtu = route.get_attr("RTA_METRICS")
+            link_mtu = msg.get_attr("IFLA_MTU")
+            if mtu is not None and mtu.get_attr("RTAX_MTU"):
+                link_mtu = mtu.get_attr("RTAX_MTU")
+            best = link_mtu if best is None else max(best, link_mtu)
+    return best

@@ -1,0 +1,49 @@
+"""Read what the node has now: link, device, table, node-list files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from netsetup import link
+from netsetup.firewall import Nft
+from netsetup.plan import Observed
+from netsetup.settings import Settings
+from netsetup.spec import Cluster, Node
+from netsetup.wireguard import Backend
+
+log = logging.getLogger(__name__)
+
+
+def observe(
+    cluster: Cluster, node: Node, backend: Backend, nft: Nft, settings: Settings
+) -> Observed:
+    """Return the node's current state, as far as netsetup manages it."""
+    interface = cluster.interface
+    link_state = link.read(interface)
+    device = backend.read(interface) if link_state is not None else None
+    route_mtu = None
+    if cluster.mtu is None:
+        route_mtu = link.route_mtu([str(p.address) for p in cluster.peers_of(node)])
+    return Observed(
+        link=link_state,
+        device=device,
+        table=nft.read(),
+        recorded_listing=_read_text(settings.firewall_state),
+        route_mtu=route_mtu,
+        files={path: _read_bytes(path) for path in cluster.nodelist},
+    )
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None

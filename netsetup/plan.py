@@ -1,0 +1,247 @@
+"""Desired state + observed state -> the actions that close the gap.
+
+Everything here is pure: no netlink, no files, no nftables. A converged
+node gives an empty plan, and `apply` then touches nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netsetup import nodelist
+from netsetup.errors import NetsetupError
+from netsetup.firewall import Ruleset, TableState
+from netsetup.link import WIREGUARD_OVERHEAD, LinkState
+from netsetup.spec import Cluster, Node
+from netsetup.wireguard import DeviceChange, DeviceState, PeerConfig
+
+DEFAULT_MTU = 1420
+LAYERS = ("firewall", "interface", "peers", "addresses", "files")
+
+
+class PlanError(NetsetupError):
+    """The node is in a state the plan cannot safely change."""
+
+
+@dataclass(frozen=True)
+class Desired:
+    interface: str
+    private_key: str
+    public_key: str
+    listen_port: int
+    mtu: int | None  # None: derive from the route to the peers
+    addresses: tuple[str, ...]
+    peers: tuple[PeerConfig, ...]
+    ruleset: Ruleset
+    nodelist_map: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Observed:
+    link: LinkState | None
+    device: DeviceState | None
+    table: TableState | None
+    recorded_listing: str | None  # listing digest saved by the last load
+    route_mtu: int | None
+    files: dict[Path, bytes | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to the node. `data` is what apply needs to carry it out."""
+
+    layer: str
+    kind: str
+    summary: str
+    data: Any = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"layer": self.layer, "action": self.kind, "summary": self.summary}
+
+
+def desired_state(
+    cluster: Cluster, node: Node, private_key: str, public_key: str,
+    ruleset: Ruleset,
+) -> Desired:
+    """Return what `node` should look like according to `cluster`."""
+    peers = tuple(
+        PeerConfig(
+            public_key=peer.public_key,
+            endpoint=(str(peer.address), cluster.listen_port),
+            allowed_ips=(str(ipaddress.ip_network(peer.vpn_address)),),
+            persistent_keepalive=cluster.persistent_keepalive,
+        )
+        for peer in cluster.peers_of(node)
+    )
+    return Desired(
+        interface=cluster.interface,
+        private_key=private_key,
+        public_key=public_key,
+        listen_port=cluster.listen_port,
+        mtu=cluster.mtu,
+        addresses=(f"{node.vpn_address}/{cluster.network.prefixlen}",),
+        peers=peers,
+        ruleset=ruleset,
+        nodelist_map=nodelist_mapping(cluster),
+    )
+
+
+def nodelist_mapping(cluster: Cluster) -> dict[str, str]:
+    """Return the token -> VPN address map used on node-list files."""
+    mapping = {}
+    for node in cluster.nodes:
+        vpn = str(node.vpn_address)
+        mapping[str(node.address)] = vpn
+        for host in node.hostnames:
+            mapping[host] = vpn
+    return mapping
+
+
+def plan(desired: Desired, observed: Observed) -> list[Action]:
+    """Return the actions, in apply order, that make observed = desired."""
+    _check_conflicts(desired, observed)
+    return [
+        *_firewall(desired, observed),
+        *_interface(desired, observed),
+        *_peers(desired, observed),
+        *_addresses(desired, observed),
+        *_link_up(desired, observed),
+        *_files(desired, observed),
+    ]
+
+
+def _check_conflicts(desired: Desired, observed: Observed) -> None:
+    if observed.link is not None and observed.device is None:
+        raise PlanError(
+            f"{desired.interface}: a link of that name exists (kind "
+            f"{observed.link.kind or 'unknown'}) but is not a WireGuard device "
+            "this backend can manage; remove it or pick another --backend")
+
+
+def _firewall(desired: Desired, observed: Observed) -> list[Action]:
+    table = observed.table
+    if table is None:
+        why = "table inet netsetup: create"
+    elif table.digest != desired.ruleset.digest:
+        why = "table inet netsetup: replace (rules differ)"
+    elif table.listing_digest != observed.recorded_listing:
+        why = "table inet netsetup: replace (edited since netsetup loaded it)"
+    else:
+        return []
+    return [Action("firewall", "load-table", why, desired.ruleset)]
+
+
+def target_mtu(desired: Desired, observed: Observed) -> int:
+    """Return the MTU the interface should have: the file's, else wg-quick's."""
+    if desired.mtu is not None:
+        return desired.mtu
+    if observed.route_mtu is None:
+        return DEFAULT_MTU
+    return observed.route_mtu - WIREGUARD_OVERHEAD
+
+
+def _interface(desired: Desired, observed: Observed) -> list[Action]:
+    name = desired.interface
+    actions = []
+    if observed.link is None:
+        actions.append(Action("interface", "create", f"{name}: create"))
+    device = observed.device
+    if device is None or device.private_key != desired.private_key:
+        actions.append(Action(
+            "interface", "set-private-key",
+            f"{name}: set private key (public {desired.public_key})"))
+    if device is None or device.listen_port != desired.listen_port:
+        actions.append(Action(
+            "interface", "set-listen-port",
+            f"{name}: listen on UDP {desired.listen_port}", desired.listen_port))
+    mtu = target_mtu(desired, observed)
+    if observed.link is None or observed.link.mtu != mtu:
+        actions.append(Action("interface", "set-mtu", f"{name}: MTU {mtu}", mtu))
+    return actions
+
+
+def _peers(desired: Desired, observed: Observed) -> list[Action]:
+    current = observed.device.peers if observed.device is not None else {}
+    wanted = {peer.public_key: peer for peer in desired.peers}
+    actions = []
+    for key, peer in wanted.items():
+        state = current.get(key)
+        if state is None:
+            verb, kind = "add", "add-peer"
+        elif state.config() != peer:
+            verb, kind = "update", "update-peer"
+        else:
+            continue
+        actions.append(Action("peers", kind, f"{desired.interface}: {verb} peer "
+                              f"{key} {_describe_peer(peer)}", peer))
+    for key in sorted(set(current) - set(wanted)):
+        actions.append(Action("peers", "remove-peer",
+                              f"{desired.interface}: remove peer {key}", key))
+    return actions
+
+
+def _describe_peer(peer: PeerConfig) -> str:
+    endpoint = "none" if peer.endpoint is None else "%s:%d" % peer.endpoint
+    return (f"(endpoint {endpoint}, allowed IPs {', '.join(peer.allowed_ips)}, "
+            f"keepalive {peer.persistent_keepalive or 'off'})")
+
+
+def _is_link_local(cidr: str) -> bool:
+    return ipaddress.ip_interface(cidr).ip.is_link_local
+
+
+def _addresses(desired: Desired, observed: Observed) -> list[Action]:
+    have = set() if observed.link is None else set(observed.link.addresses)
+    want = set(desired.addresses)
+    name = desired.interface
+    actions = [Action("addresses", "add-address", f"{name}: add address {cidr}",
+                      cidr) for cidr in sorted(want - have)]
+    # The kernel may give the link an IPv6 link-local address; it is not
+    # ours to remove.
+    actions += [Action("addresses", "remove-address",
+                       f"{name}: remove address {cidr}", cidr)
+                for cidr in sorted(have - want) if not _is_link_local(cidr)]
+    return actions
+
+
+def _link_up(desired: Desired, observed: Observed) -> list[Action]:
+    if observed.link is not None and observed.link.up:
+        return []
+    return [Action("interface", "set-up", f"{desired.interface}: set link up")]
+
+
+def _files(desired: Desired, observed: Observed) -> list[Action]:
+    actions = []
+    for path, data in sorted(observed.files.items()):
+        if data is None:
+            continue
+        new = nodelist.rewrite(data, desired.nodelist_map)
+        if new == data:
+            continue
+        change = nodelist.FileChange(path, data, new)
+        lines = "; ".join(change.diff_lines())
+        actions.append(Action("files", "rewrite-nodelist",
+                              f"{path}: {lines}", change))
+    return actions
+
+
+def device_change(desired: Desired, actions: list[Action]) -> DeviceChange:
+    """Fold the key, port and peer actions into one device message."""
+    private_key = None
+    listen_port = None
+    set_peers = []
+    remove_peers = []
+    for action in actions:
+        if action.kind == "set-private-key":
+            private_key = desired.private_key
+        elif action.kind == "set-listen-port":
+            listen_port = action.data
+        elif action.kind in ("add-peer", "update-peer"):
+            set_peers.append(action.data)
+        elif action.kind == "remove-peer":
+            remove_peers.append(action.data)
+    return DeviceChange(private_key, listen_port, tuple(set_peers),
+                        tuple(remove_peers))

@@ -1,0 +1,376 @@
+"""The cluster file: load it, validate every field, and answer "who am I".
+
+The same TOML file sits on every node. Validation is strict: an unknown key
+is an error, because a typo in a firewall tool's input must not silently
+mean "use the default".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from netsetup.errors import IdentityError, SpecError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ROLES = ("master", "worker")
+IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL
+NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$")
+INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+DEFAULT_NODELIST = "/usr/local/mascot/config/nodelist.txt"
+
+CLUSTER_KEYS = {
+    "name", "interface", "network", "listen_port", "protected_ports",
+    "ssh_port", "admin_sources", "nodelist", "mtu", "persistent_keepalive",
+    "rekey_interval_days",
+}
+NODE_KEYS = {"name", "role", "address", "vpn_address", "public_key", "hostnames"}
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    address: IPAddress
+    vpn_address: IPAddress
+    public_key: str
+    hostnames: tuple[str, ...] = ()
+
+    @property
+    def is_master(self) -> bool:
+        return self.role == "master"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    path: str
+    name: str
+    interface: str
+    network: IPNetwork
+    listen_port: int
+    protected_ports: tuple[int, ...]
+    ssh_port: int
+    admin_sources: tuple[IPNetwork, ...]
+    nodelist: tuple[Path, ...]
+    mtu: int | None
+    persistent_keepalive: int
+    rekey_interval_days: int
+    nodes: tuple[Node, ...] = field(default=())
+
+    @property
+    def master(self) -> Node:
+        return next(node for node in self.nodes if node.is_master)
+
+    @property
+    def workers(self) -> tuple[Node, ...]:
+        return tuple(node for node in self.nodes if not node.is_master)
+
+    def node(self, name: str) -> Node:
+        """Return the node called `name`, or raise IdentityError."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise IdentityError(f"{self.path}: no node named {name!r}")
+
+    def peers_of(self, node: Node) -> tuple[Node, ...]:
+        """Return the peers of `node` in the star: master <-> every worker."""
+        if node.is_master:
+            return self.workers
+        return (self.master,)
+
+
+def load(path: Path) -> Cluster:
+    """Read and validate the cluster file at `path`."""
+    where = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(where, f"cannot read: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(where, "not UTF-8 text") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(where, f"not valid TOML: {exc}") from exc
+    return parse(data, where)
+
+
+def parse(data: dict[str, Any], where: str) -> Cluster:
+    """Validate a decoded cluster file; `where` names it in errors."""
+    _reject_unknown(data, {"cluster", "nodes"}, where, None, "")
+    cluster = data.get("cluster")
+    if not isinstance(cluster, dict):
+        raise SpecError(where, "missing [cluster] table", field="cluster")
+    _reject_unknown(cluster, CLUSTER_KEYS, where, None, "cluster.")
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise SpecError(where, "missing [[nodes]] entries", field="nodes")
+
+    fields = _cluster_fields(cluster, where)
+    nodes = tuple(
+        _node(raw, index, fields["network"], where)
+        for index, raw in enumerate(raw_nodes)
+    )
+    _check_nodes(nodes, where)
+    return Cluster(path=where, nodes=nodes, **fields)
+
+
+def _cluster_fields(cluster: dict[str, Any], where: str) -> dict[str, Any]:
+    def get(key: str, kind: type, default: Any = None) -> Any:
+        return _typed(cluster, key, kind, default, where, None, "cluster.")
+
+    name = get("name", str)
+    if name is None or not NAME_RE.match(name):
+        raise SpecError(where, "must be a short name ([A-Za-z0-9._-])",
+                        field="cluster.name")
+
+    interface = get("interface", str)
+    if interface is None:
+        raise SpecError(where, "is required", field="cluster.interface")
+    if len(interface.encode()) >= IFNAMSIZ or not INTERFACE_RE.match(interface):
+        raise SpecError(
+            where, f"{interface!r} is not a valid interface name "
+            f"(1-{IFNAMSIZ - 1} bytes of A-Z a-z 0-9 _ . -)",
+            field="cluster.interface",
+        )
+
+    network_text = get("network", str)
+    if network_text is None:
+        raise SpecError(where, "is required", field="cluster.network")
+    try:
+        network = ipaddress.ip_network(network_text, strict=True)
+    except ValueError as exc:
+        raise SpecError(where, str(exc), field="cluster.network") from exc
+
+    ssh_port = _port(get("ssh_port", int, 22), where, None, "cluster.ssh_port")
+    ports = get("protected_ports", list, [ssh_port, 5001])
+    protected = tuple(
+        _port(port, where, None, f"cluster.protected_ports[{i}]")
+        for i, port in enumerate(ports)
+    )
+    if not protected:
+        raise SpecError(where, "must not be empty", field="cluster.protected_ports")
+    if len(set(protected)) != len(protected):
+        raise SpecError(where, "lists a port twice", field="cluster.protected_ports")
+
+    return {
+        "name": name,
+        "interface": interface,
+        "network": network,
+        "listen_port": _port(get("listen_port", int, 51820), where, None,
+                             "cluster.listen_port"),
+        "protected_ports": protected,
+        "ssh_port": ssh_port,
+        "admin_sources": _admin_sources(get("admin_sources", list, []), where),
+        "nodelist": _nodelist(cluster.get("nodelist", DEFAULT_NODELIST), where),
+        "mtu": _bounded(get("mtu", int), 1280, 9000, where, "cluster.mtu"),
+        "persistent_keepalive": _bounded(
+            get("persistent_keepalive", int, 25), 0, 65535, where,
+            "cluster.persistent_keepalive"),
+        "rekey_interval_days": _bounded(
+            get("rekey_interval_days", int, 7), 1, 3650, where,
+            "cluster.rekey_interval_days"),
+    }
+
+
+def _node(raw: Any, index: int, network: IPNetwork, where: str) -> Node:
+    label = f"nodes[{index}]"
+    if not isinstance(raw, dict):
+        raise SpecError(where, "must be a table", field=label)
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SpecError(where, "must be a host name ([A-Za-z0-9._-], "
+                        "starting with a letter or digit)", field=f"{label}.name")
+    _reject_unknown(raw, NODE_KEYS, where, name, "")
+
+    def get(key: str, kind: type, default: Any = None) -> Any:
+        return _typed(raw, key, kind, default, where, name, "")
+
+    role = get("role", str, "worker")
+    if role not in ROLES:
+        raise SpecError(where, f"{role!r} is not one of {', '.join(ROLES)}",
+                        node=name, field="role")
+    address = _address(get("address", str), where, name, "address")
+    vpn_address = _address(get("vpn_address", str), where, name, "vpn_address")
+    _check_vpn_address(vpn_address, network, where, name)
+    public_key = _public_key(get("public_key", str), where, name)
+    hostnames = get("hostnames", list, [])
+    for i, host in enumerate(hostnames):
+        if not isinstance(host, str) or not NAME_RE.match(host):
+            raise SpecError(where, f"{host!r} is not a host name",
+                            node=name, field=f"hostnames[{i}]")
+    return Node(name, role, address, vpn_address, public_key, tuple(hostnames))
+
+
+def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
+    masters = [node.name for node in nodes if node.is_master]
+    if len(masters) != 1:
+        raise SpecError(where, f"need exactly one master, found {len(masters)}"
+                        + (f" ({', '.join(masters)})" if masters else ""),
+                        field="role")
+    seen: dict[tuple[str, str], str] = {}
+    for node in nodes:
+        names = [("name", node.name.lower())]
+        names += [("name", host.lower()) for host in node.hostnames]
+        values = names + [
+            ("address", str(node.address)),
+            ("address", str(node.vpn_address)),
+            ("public_key", node.public_key),
+        ]
+        for kind, value in values:
+            other = seen.get((kind, value))
+            if other is not None and other != node.name:
+                raise SpecError(where, f"{value} is also used by node {other!r}",
+                                node=node.name, field=kind)
+            seen[(kind, value)] = node.name
+
+
+def _check_vpn_address(
+    address: IPAddress, network: IPNetwork, where: str, node: str
+) -> None:
+    if address.version != network.version or address not in network:
+        raise SpecError(where, f"{address} is outside network {network}",
+                        node=node, field="vpn_address")
+    reserved = {network.network_address}
+    if network.version == 4 and network.prefixlen < 31:
+        reserved.add(network.broadcast_address)
+    if address in reserved:
+        raise SpecError(where, f"{address} is the network or broadcast address "
+                        f"of {network}", node=node, field="vpn_address")
+
+
+def _reject_unknown(
+    table: dict[str, Any], known: set[str], where: str, node: str | None,
+    prefix: str,
+) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise SpecError(where, f"unknown key (known: {', '.join(sorted(known))})",
+                        node=node, field=prefix + unknown[0])
+
+
+def _typed(
+    table: dict[str, Any], key: str, kind: type, default: Any, where: str,
+    node: str | None, prefix: str,
+) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    # NOTE: bool is a subclass of int; `port = true` must not mean 1.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SpecError(where, f"must be {_kind_name(kind)}, got {value!r}",
+                        node=node, field=prefix + key)
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", list: "a list"}.get(
+        kind, kind.__name__)
+
+
+def _port(value: Any, where: str, node: str | None, label: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise SpecError(where, f"must be an integer, got {value!r}",
+                        node=node, field=label)
+    if not 1 <= value <= 65535:
+        raise SpecError(where, f"{value} is not a port (1-65535)",
+                        node=node, field=label)
+    return value
+
+
+def _bounded(
+    value: int | None, low: int, high: int, where: str, label: str
+) -> int | None:
+    if value is not None and not low <= value <= high:
+        raise SpecError(where, f"{value} is out of range ({low}-{high})",
+                        field=label)
+    return value
+
+
+def _address(value: str | None, where: str, node: str, label: str) -> IPAddress:
+    if value is None:
+        raise SpecError(where, "is required", node=node, field=label)
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError as exc:
+        # nft would try to resolve a host name via DNS; allow addresses only.
+        raise SpecError(where, f"{value!r} is not an IP address",
+                        node=node, field=label) from exc
+    if address.is_unspecified or address.is_multicast:
+        raise SpecError(where, f"{value} cannot be a node address",
+                        node=node, field=label)
+    return address
+
+
+def _public_key(value: str | None, where: str, node: str) -> str:
+    if value is None:
+        raise SpecError(where, "is required (run `netsetup keygen` on the node)",
+                        node=node, field="public_key")
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SpecError(where, "is not base64", node=node,
+                        field="public_key") from exc
+    if len(decoded) != 32:
+        raise SpecError(where, f"decodes to {len(decoded)} bytes, a WireGuard "
+                        "key has 32", node=node, field="public_key")
+    return value
+
+
+def _admin_sources(values: list[Any], where: str) -> tuple[IPNetwork, ...]:
+    sources = []
+    for i, value in enumerate(values):
+        label = f"cluster.admin_sources[{i}]"
+        if not isinstance(value, str):
+            raise SpecError(where, f"must be a string, got {value!r}", field=label)
+        try:
+            sources.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as exc:
+            raise SpecError(where, f"{value!r} is not an address or network",
+                            field=label) from exc
+    return tuple(sources)
+
+
+def _nodelist(value: Any, where: str) -> tuple[Path, ...]:
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list):
+        raise SpecError(where, "must be a path or a list of paths",
+                        field="cluster.nodelist")
+    result = []
+    for i, path in enumerate(paths):
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise SpecError(where, f"{path!r} is not an absolute path",
+                            field=f"cluster.nodelist[{i}]")
+        result.append(Path(path))
+    return tuple(result)
+
+
+def identify(
+    cluster: Cluster, local_addresses: Iterable[IPAddress], name: str | None
+) -> Node:
+    """Return the node this machine is: by `name`, else by its addresses."""
+    if name is not None:
+        return cluster.node(name)
+    local = set(local_addresses)
+    matches = [
+        node for node in cluster.nodes
+        if node.address in local or node.vpn_address in local
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise IdentityError(
+            f"{cluster.path}: none of this machine's addresses belongs to a "
+            "node; pass --node NAME")
+    names = ", ".join(node.name for node in matches)
+    raise IdentityError(
+        f"{cluster.path}: this machine's addresses match several nodes "
+        f"({names}); pass --node NAME")

@@ -1,0 +1,1 @@
+"""Jinja templates shipped with netsetup (nftables ruleset, systemd units)."""

@@ -1,0 +1,60 @@
+"""Readers of a lab node's state, for assertions (independent of netsetup)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from typing import Iterator
+
+from netsetup.lab import INTERFACE, Lab
+
+
+def table_handle(lab: Lab, node: str) -> int | None:
+    """Return the kernel handle of `inet netsetup` in `node`, None if absent."""
+    result = lab.run(node, ["nft", "-j", "list", "table", "inet", "netsetup"],
+                     check=False)
+    if result.returncode != 0:
+        return None
+    for item in json.loads(result.stdout)["nftables"]:
+        if "table" in item:
+            return int(item["table"]["handle"])
+    return None
+
+
+def link_index(lab: Lab, node: str) -> int | None:
+    result = lab.run(node, ["ip", "-j", "link", "show", INTERFACE], check=False)
+    if result.returncode != 0:
+        return None
+    return int(json.loads(result.stdout)[0]["ifindex"])
+
+
+def link_mtu(lab: Lab, node: str) -> int:
+    result = lab.run(node, ["ip", "-j", "link", "show", INTERFACE])
+    return int(json.loads(result.stdout)[0]["mtu"])
+
+
+def wg_dump(lab: Lab, node: str) -> list[list[str]]:
+    """Return `wg show INTERFACE dump` rows (the first is the interface)."""
+    result = lab.run(node, ["wg", "show", INTERFACE, "dump"])
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
+def handshakes(lab: Lab, node: str) -> dict[str, int]:
+    return {row[0]: int(row[4]) for row in wg_dump(lab, node)[1:]}
+
+
+def cluster_text(lab: Lab, node: str) -> str:
+    return (lab.node_dir(node) / "cluster.toml").read_text()
+
+
+@contextmanager
+def cluster_file(lab: Lab, nodes: list[str], text: str) -> Iterator[None]:
+    """Put `text` in place of the cluster file on `nodes`, then restore it."""
+    saved = {node: cluster_text(lab, node) for node in nodes}
+    try:
+        for node in nodes:
+            (lab.node_dir(node) / "cluster.toml").write_text(text)
+        yield
+    finally:
+        for node, old in saved.items():
+            (lab.node_dir(node) / "cluster.toml").write_text(old)
