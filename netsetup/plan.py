@@ -218,7 +218,10 @@ def _files(desired: Desired, observed: Observed) -> list[Action]:
     for path, data in sorted(observed.files.items()):
         if data is None:
             continue
-        new = nodelist.rewrite(data, desired.nodelist_map)
+        try:
+            new = nodelist.rewrite(data, desired.nodelist_map)
+        except ValueError as exc:
+            raise PlanError(f"{path}: cannot rewrite: {exc}") from exc
         if new == data:
             continue
         change = nodelist.FileChange(path, data, new)
