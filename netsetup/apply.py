@@ -9,14 +9,12 @@ addresses they will name can be reached.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netsetup import link, nodelist
+from netsetup import faults, link, nodelist
 from netsetup.errors import NetsetupError
-from netsetup.firewall import Nft
+from netsetup.firewall import Nft, Ruleset
 from netsetup.plan import Action, Desired, device_change
 from netsetup.settings import Settings
 from netsetup.spec import Cluster
@@ -28,43 +26,23 @@ DEVICE_KINDS = {"set-private-key", "set-listen-port", "add-peer", "update-peer",
                 "remove-peer"}
 
 
-class _Checkpoints:
-    """Numbered points between side effects.
-
-    NETSETUP_FAULT_STEP=N makes the process SIGKILL itself at point N: the
-    crash-safety tests use it to stop apply anywhere.
-    """
-
-    def __init__(self) -> None:
-        value = os.environ.get("NETSETUP_FAULT_STEP")
-        self.stop_at = int(value) if value else None
-        self.count = 0
-
-    def __call__(self) -> None:
-        self.count += 1
-        if self.count == self.stop_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 def execute(
     actions: list[Action], desired: Desired, backend: Backend, nft: Nft,
     settings: Settings,
 ) -> None:
     """Carry out `actions` (from plan.plan) in order; log each change."""
-    checkpoint = _Checkpoints()
     interface = desired.interface
     change = device_change(desired, actions)
     device_done = False
     for action in actions:
-        checkpoint()
+        faults.point(f"before {action.kind}")
         if action.kind in DEVICE_KINDS:
             # All key, port and peer changes travel in one message.
             if not device_done:
                 backend.configure(interface, change)
                 device_done = True
         elif action.kind == "load-table":
-            state = nft.load(action.data)
-            _write_small(settings.firewall_state, state.listing_digest)
+            _load_table(nft, action.data, settings)
         elif action.kind == "create":
             backend.create(interface)
         elif action.kind == "set-mtu":
@@ -80,7 +58,33 @@ def execute(
         else:
             raise NetsetupError(f"internal: unknown action {action.kind!r}")
         log.info("%s", action.summary)
-    checkpoint()
+    faults.point("done")
+
+
+def _load_table(nft: Nft, ruleset: Ruleset, settings: Settings) -> None:
+    state = nft.load(ruleset)
+    faults.point("table loaded")
+    # What boot restores before any network comes up (restore-firewall).
+    nodelist.write_atomic(settings.saved_ruleset, ruleset.text.encode(),
+                          mode=0o600)
+    faults.point("ruleset saved")
+    _write_small(settings.firewall_state, state.listing_digest)
+
+
+def restore_firewall(nft: Nft, settings: Settings) -> bool:
+    """Load the table saved by the last apply; say whether there was one."""
+    saved = settings.saved_ruleset
+    try:
+        text = saved.read_text()
+    except FileNotFoundError:
+        log.info("%s: nothing saved yet; no table loaded", saved)
+        return False
+    nft.restore(text)
+    state = nft.read()
+    if state is not None:
+        _write_small(settings.firewall_state, state.listing_digest)
+    log.info("table inet netsetup: restored from %s", saved)
+    return True
 
 
 def _rewrite_nodelist(change: nodelist.FileChange, state_dir: Path) -> None:
@@ -117,6 +121,7 @@ def down(
     except NetsetupError as exc:
         report.errors.append(str(exc))
     try:
+        settings.saved_ruleset.unlink(missing_ok=True)
         if nft.delete():
             report.removed.append("table inet netsetup: deleted")
         settings.firewall_state.unlink(missing_ok=True)

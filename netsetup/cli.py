@@ -111,15 +111,25 @@ def plan(options: Options, node_name: str | None, backend: str | None,
 
 
 @cli.command()
+@click.option("--allow-lockout", is_flag=True,
+              help="Apply even if the caller's SSH source would be refused.")
 @node_options
 @pass_options
-def apply(options: Options, node_name: str | None, backend: str | None) -> None:
+def apply(options: Options, node_name: str | None, backend: str | None,
+          allow_lockout: bool) -> None:
     """Converge this node to the cluster file."""
+    import os
+
     from netsetup import apply as applying
-    from netsetup import engine
+    from netsetup import engine, guard
+    from netsetup.errors import LockoutError
     from netsetup.lock import node_lock
 
     ctx = engine.load_context(options.settings, node_name, backend)
+    reason = guard.lockout_reason(ctx.cluster, ctx.node,
+                                  guard.ssh_session(os.environ))
+    if reason is not None and not allow_lockout:
+        raise LockoutError(f"refusing to apply on {ctx.node.name}: {reason}")
     with node_lock(options.settings.lock_path):
         wanted, _, actions = engine.compute_plan(ctx)
         if not actions:
@@ -168,6 +178,16 @@ def down(options: Options, node_name: str | None, backend: str | None) -> None:
         log.info("%s: nothing to remove", ctx.node.name)
 
 
+@cli.command("restore-firewall")
+@pass_options
+def restore_firewall(options: Options) -> None:
+    """Load the last applied table (at boot, before the network comes up)."""
+    from netsetup import apply as applying
+    from netsetup.firewall import Nft
+
+    applying.restore_firewall(Nft(), options.settings)
+
+
 @cli.group()
 def lab() -> None:
     """A demo cluster of network namespaces on this machine."""
@@ -209,6 +229,40 @@ def lab_demo(workdir: Path, keep: bool) -> None:
         if not keep:
             lab_.down()
     sys.exit(ExitStatus.OK if ok else ExitStatus.ERROR)
+
+
+@cli.command("install-units")
+@click.option("--dir", "target_dir", type=click.Path(file_okay=False,
+              path_type=Path), default=Path("/etc/systemd/system"),
+              show_default=True, help="Where to write the unit files.")
+@click.option("--executable", type=click.Path(dir_okay=False, path_type=Path),
+              help="The netsetup the units run (default: netsetup on PATH, "
+              "else this one).")
+@pass_options
+def install_units(options: Options, target_dir: Path,
+                  executable: Path | None) -> None:
+    """Write the systemd units that run netsetup at boot; enable none."""
+    import os
+
+    from netsetup import units
+
+    program = (units.default_executable() if executable is None
+               else os.path.abspath(executable))
+    if not os.access(program, os.X_OK):
+        log.warning("%s is not executable; systemd will refuse to run it",
+                    program)
+
+    config = options.settings.config.absolute()
+    changed = units.install_units(target_dir, program, config)
+    if not changed:
+        log.info("%s: units up to date", target_dir)
+    elif units.systemd_running():
+        units.daemon_reload()
+
+    click.echo("to run netsetup at boot: systemctl enable "
+               + " ".join(units.ENABLE))
+    click.echo("to apply the cluster file when it changes: systemctl enable "
+               + " ".join(units.ENABLE_OPTIONAL))
 
 
 def main() -> None:

@@ -57,3 +57,7 @@ class LockError(NetsetupError):
 
 class LockoutError(NetsetupError):
     """Applying would cut the caller's own SSH session."""
+
+
+class UnitError(NetsetupError):
+    """Rendering or installing the systemd units failed."""

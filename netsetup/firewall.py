@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from netsetup import faults
 from netsetup.errors import FirewallError
 from netsetup.spec import Cluster, Node
 
@@ -75,13 +76,13 @@ def _addresses(addresses: Any) -> list[str]:
     return sorted({str(ipaddress.ip_address(a)) for a in addresses})
 
 
-def replace_document(ruleset: Ruleset) -> str:
-    """Return the one-transaction document that swaps in `ruleset`.
+def replace_text(text: str) -> str:
+    """Return the one-transaction document that swaps in a table's text.
 
     `table` first makes the `delete` valid when the table is absent; the
     kernel applies all three or none.
     """
-    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{ruleset.text}"
+    return f"table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{text}"
 
 
 class Nft:
@@ -118,14 +119,19 @@ class Nft:
 
     def load(self, ruleset: Ruleset) -> TableState:
         """Validate `ruleset` with a dry run, then load it atomically."""
-        document = replace_document(ruleset)
-        self.run(document, dry_run=True)
-        self.run(document)
+        self.restore(ruleset.text)
         state = self.read()
         if state is None or state.digest != ruleset.digest:
             raise FirewallError(f"table {FAMILY} {TABLE}: loaded, but reads "
                                 "back different")
         return state
+
+    def restore(self, text: str) -> None:
+        """Validate a table's text with a dry run, then swap it in atomically."""
+        document = replace_text(text)
+        self.run(document, dry_run=True)
+        faults.point("ruleset validated")
+        self.run(document)
 
     def delete(self) -> bool:
         """Delete the table; return whether it existed."""

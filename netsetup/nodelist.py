@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import glob
 import hashlib
 import ipaddress
 import logging
@@ -47,6 +48,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from netsetup import faults
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +255,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     copied.
     """
     _refuse_symlink(path)
+    _remove_stale_temps(path)
     old_mode, owner = _mode_and_owner(path)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".netsetup-tmp", dir=path.parent
@@ -266,12 +270,21 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        faults.point(f"{path.name} written aside")
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
     _fsync_dir(path.parent)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    # A run killed between writing the temp file and renaming it leaves the
+    # temp behind; the node lock means no other writer owns one now.
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.netsetup-tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def save_original(path: Path, state_dir: Path, original: bytes, written: bytes) -> None:

@@ -42,5 +42,10 @@ class Settings:
         return self.state_dir / "nodelist"
 
     @property
+    def saved_ruleset(self) -> Path:
+        """The last loaded table, restored at boot before the network."""
+        return self.state_dir / "firewall.nft"
+
+    @property
     def firewall_state(self) -> Path:
         return self.run_dir / "firewall.sha256"

@@ -23,8 +23,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ROLES = ("master", "worker")
 IFNAMSIZ = 16  # the kernel's limit includes the trailing NUL
-NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$")
-INTERFACE_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})\Z")
+INTERFACE_RE = re.compile(r"^(?!\.\.?\Z)[A-Za-z0-9_.-]+\Z")  # not "." or ".."
 DEFAULT_NODELIST = "/usr/local/mascot/config/nodelist.txt"
 
 CLUSTER_KEYS = {
@@ -216,21 +216,21 @@ def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
         raise SpecError(where, f"need exactly one master, found {len(masters)}"
                         + (f" ({', '.join(masters)})" if masters else ""),
                         field="role")
-    seen: dict[tuple[str, str], str] = {}
-    for node in nodes:
-        names = [("name", node.name.lower())]
-        names += [("name", host.lower()) for host in node.hostnames]
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    for index, node in enumerate(nodes):
+        names = [("name", "name", node.name.lower())]
+        names += [("name", "name", host.lower()) for host in node.hostnames]
         values = names + [
-            ("address", str(node.address)),
-            ("address", str(node.vpn_address)),
-            ("public_key", node.public_key),
+            ("address", "address", str(node.address)),
+            ("address", "vpn_address", str(node.vpn_address)),
+            ("public_key", "public_key", node.public_key),
         ]
-        for kind, value in values:
+        for kind, label, value in values:
             other = seen.get((kind, value))
-            if other is not None and other != node.name:
-                raise SpecError(where, f"{value} is also used by node {other!r}",
-                                node=node.name, field=kind)
-            seen[(kind, value)] = node.name
+            if other is not None and other[0] != index:
+                raise SpecError(where, f"{value} is also used by node {other[1]!r}",
+                                node=node.name, field=label)
+            seen[(kind, value)] = (index, node.name)
 
 
 def _check_vpn_address(
@@ -322,7 +322,7 @@ def _public_key(value: str | None, where: str, node: str) -> str:
     if len(decoded) != 32:
         raise SpecError(where, f"decodes to {len(decoded)} bytes, a WireGuard "
                         "key has 32", node=node, field="public_key")
-    return value
+    return base64.b64encode(decoded).decode()  # the spelling `wg` reports
 
 
 def _admin_sources(values: list[Any], where: str) -> tuple[IPNetwork, ...]:

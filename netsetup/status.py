@@ -54,7 +54,8 @@ def report(
         "missing_peers": sorted(set(names.values()) - {p["name"] for p in peers}),
         "firewall": {
             "loaded": table is not None,
-            "current": table is not None and table.digest == ruleset.digest,
+            "current": table is not None and table.digest == ruleset.digest
+            and table.listing_digest == observed.recorded_listing,
             "dropped": counters,
         },
         "nodelist": {

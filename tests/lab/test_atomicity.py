@@ -16,14 +16,16 @@ from helpers import cluster_file, cluster_text
 from netsetup.lab import Lab
 
 HAMMER = r"""
-import json, socket, sys, time, threading
+import json, signal, socket, sys, time, threading
 target, seconds = sys.argv[1], float(sys.argv[2])
 host, port = target.rsplit(":", 1)
 counts = {"attempts": 0, "through": 0}
 lock = threading.Lock()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
 def worker():
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop.is_set():
         s = socket.socket()
         s.settimeout(0.05)
         try:
@@ -50,7 +52,10 @@ def _hammer(lab: Lab, seconds: float) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, text=True)
 
 
-def _result(process: subprocess.Popen[str]) -> dict[str, int]:
+def _result(process: subprocess.Popen[str], stop: bool = False) -> dict[str, int]:
+    """Return the hammer's counts; `stop` ends it first (SIGTERM)."""
+    if stop:
+        process.terminate()
     out, _ = process.communicate(timeout=60)
     counts: dict[str, int] = json.loads(out)
     return counts
