@@ -113,30 +113,94 @@ def plan(options: Options, node_name: str | None, backend: str | None,
 @cli.command()
 @click.option("--allow-lockout", is_flag=True,
               help="Apply even if the caller's SSH source would be refused.")
+@click.option("--confirm", "confirm_seconds", type=click.IntRange(5, 86400),
+              metavar="SECONDS", help="Revert everything by itself unless "
+              "`netsetup confirm` arrives within SECONDS.")
 @node_options
 @pass_options
 def apply(options: Options, node_name: str | None, backend: str | None,
-          allow_lockout: bool) -> None:
+          allow_lockout: bool, confirm_seconds: int | None) -> None:
     """Converge this node to the cluster file."""
     import os
+    import time
 
     from netsetup import apply as applying
-    from netsetup import engine, guard
+    from netsetup import engine, faults, guard, revert
     from netsetup.errors import LockoutError
     from netsetup.lock import node_lock
 
-    ctx = engine.load_context(options.settings, node_name, backend)
+    settings = options.settings
+    ctx = engine.load_context(settings, node_name, backend)
     reason = guard.lockout_reason(ctx.cluster, ctx.node,
                                   guard.ssh_session(os.environ))
     if reason is not None and not allow_lockout:
         raise LockoutError(f"refusing to apply on {ctx.node.name}: {reason}")
-    with node_lock(options.settings.lock_path):
+    with node_lock(settings.lock_path):
+        pending = revert.load_pending(settings)
+        if pending is not None:
+            raise revert.PendingError(
+                "an apply --confirm is waiting: run `netsetup confirm` to keep "
+                "it, or wait for it to revert at "
+                + time.strftime("%H:%M:%S", time.localtime(pending.deadline)))
         wanted, _, actions = engine.compute_plan(ctx)
         if not actions:
             log.info("%s: nothing to do", ctx.node.name)
             return
-        applying.execute(actions, wanted, ctx.backend, ctx.nft, ctx.settings)
+        if confirm_seconds is not None:
+            snapshot = revert.take(settings, ctx.cluster.interface, ctx.backend,
+                                   ctx.nft, ctx.cluster.nodelist, confirm_seconds)
+            timer = revert.start_timer(snapshot, settings)
+            faults.point("revert timer started")
+        applying.execute(actions, wanted, ctx.backend, ctx.nft, settings)
     log.info("%s: %d change(s) applied", ctx.node.name, len(actions))
+    if confirm_seconds is not None:
+        when = time.strftime("%H:%M:%S", time.localtime(snapshot.deadline))
+        click.echo(f"{ctx.node.name}: the NEW state is live now; it reverts "
+                   f"to the previous one at {when} (in {confirm_seconds} s, "
+                   f"{timer}) unless `netsetup confirm` runs first")
+
+
+@cli.command()
+@pass_options
+def confirm(options: Options) -> None:
+    """Keep the state of a pending `apply --confirm`."""
+    from netsetup import revert
+    from netsetup.lock import node_lock
+
+    with node_lock(options.settings.lock_path):
+        revert.confirm(options.settings)
+    click.echo("confirmed: the applied state stays")
+
+
+@cli.command("revert-pending", hidden=True)
+@click.option("--id", "snapshot_id", required=True)
+@click.option("--wait", is_flag=True, help="Sleep until the deadline first.")
+@pass_options
+def revert_pending(options: Options, snapshot_id: str, wait: bool) -> None:
+    """Revert a pending `apply --confirm` (run by its timer)."""
+    import time
+
+    from netsetup import revert
+    from netsetup.firewall import Nft
+    from netsetup.lock import node_lock
+    from netsetup.wireguard import select
+
+    settings = options.settings
+    if wait:
+        pending = revert.load_pending(settings)
+        if pending is not None and pending.id == snapshot_id:
+            time.sleep(max(0.0, pending.deadline - time.time()))
+    with node_lock(settings.lock_path):
+        pending = revert.load_pending(settings)
+        if pending is None or pending.id != snapshot_id:
+            log.info("apply %s was confirmed; nothing to revert", snapshot_id)
+            return
+        backend = select(pending.backend, settings.wireguard_go,
+                         str(settings.run_dir))
+        errors = revert.revert(pending, backend, Nft(), settings)
+    if errors:
+        raise NetsetupError("revert incomplete: " + "; ".join(errors))
+    log.info("reverted to the state before apply %s", snapshot_id)
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """Numbered stop points between side effects, for crash-safety tests.
 
-With NETSETUP_FAULT_STEP=N in the environment, the Nth point reached kills
-the process with SIGKILL, as a power cut or the OOM killer would. With
+With NETSETUP_FAULT_STEP=N in the environment, the Nth point reached (or
+the first one called N, if N is a name) kills the process with SIGKILL, as
+a power cut or the OOM killer would. With
 NETSETUP_FAULT_TRACE=FILE, each point reached appends its name to FILE, so
 a test can count the points of a run. NETSETUP_FAULT_PAUSE=N sleeps one
 second at point N, so a test can make two runs overlap. Unset, a point
@@ -25,7 +26,7 @@ def point(name: str) -> None:
     if trace:
         with open(trace, "a") as handle:
             handle.write(f"{_reached} {name}\n")
-    if os.environ.get("NETSETUP_FAULT_STEP") == str(_reached):
+    if os.environ.get("NETSETUP_FAULT_STEP") in (str(_reached), name):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("NETSETUP_FAULT_PAUSE") == str(_reached):
         time.sleep(1)

@@ -108,10 +108,15 @@ class Nft:
             raise FirewallError(f"table {FAMILY} {TABLE}: {error.strip()}")
         return str(output)
 
+    def listing(self) -> str | None:
+        """Return the loaded table as nft prints it (stateless), or None."""
+        rc, output, _ = self.ctx.cmd(f"list table {FAMILY} {TABLE}")
+        return str(output) if rc == 0 else None
+
     def read(self) -> TableState | None:
         """Return what identifies the loaded table, or None if absent."""
-        rc, output, _ = self.ctx.cmd(f"list table {FAMILY} {TABLE}")
-        if rc != 0:
+        output = self.listing()
+        if output is None:
             return None
         match = COMMENT_RE.search(output)
         return TableState(match.group(1) if match else None,
