@@ -151,7 +151,7 @@ def _cluster_fields(cluster: dict[str, Any], where: str) -> dict[str, Any]:
         raise SpecError(where, str(exc), field="cluster.network") from exc
 
     ssh_port = _port(get("ssh_port", int, 22), where, None, "cluster.ssh_port")
-    ports = get("protected_ports", list, [ssh_port, 5001])
+    ports = get("protected_ports", list, list(dict.fromkeys([ssh_port, 5001])))
     protected = tuple(
         _port(port, where, None, f"cluster.protected_ports[{i}]")
         for i, port in enumerate(ports)

@@ -39,7 +39,6 @@ ENABLE = (FIREWALL_UNIT, APPLY_UNIT)
 ENABLE_OPTIONAL = (WATCH_UNIT,)
 
 DEFAULT_EXECUTABLE = "/usr/local/bin/netsetup"
-SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 # sd_booted(3): systemd creates this directory when it is PID 1.
 SYSTEMD_RUNTIME_DIR = Path("/run/systemd/system")
 
