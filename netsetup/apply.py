@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netsetup import faults, link, nodelist
+from netsetup import faults, files, link, nodelist
 from netsetup.errors import NetsetupError
 from netsetup.firewall import Nft, Ruleset
 from netsetup.plan import Action, Desired, device_change
@@ -65,7 +65,7 @@ def _load_table(nft: Nft, ruleset: Ruleset, settings: Settings) -> None:
     state = nft.load(ruleset)
     faults.point("table loaded")
     # What boot restores before any network comes up (restore-firewall).
-    nodelist.write_atomic(settings.saved_ruleset, ruleset.text.encode(),
+    files.write_atomic(settings.saved_ruleset, ruleset.text.encode(),
                           mode=0o600)
     faults.point("ruleset saved")
     _write_small(settings.firewall_state, state.listing_digest)
@@ -91,12 +91,12 @@ def _rewrite_nodelist(change: nodelist.FileChange, state_dir: Path) -> None:
     # Save the original before touching the file, so a crash in between
     # leaves something `down` can restore.
     nodelist.save_original(change.path, state_dir, change.old, change.new)
-    nodelist.write_atomic(change.path, change.new)
+    files.write_atomic(change.path, change.new)
 
 
 def _write_small(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    nodelist.write_atomic(path, (text + "\n").encode())
+    files.write_atomic(path, (text + "\n").encode())
 
 
 @dataclass

@@ -81,6 +81,10 @@ def keygen(options: Options, interface: str | None) -> None:
     from netsetup import keys, spec
 
     if interface is None:
+        if not options.settings.config.exists():
+            raise NetsetupError(
+                f"{options.settings.config}: no cluster file yet; pass "
+                "--interface NAME (the interface the cluster file will name)")
         interface = spec.load(options.settings.config).interface
     private, _ = keys.ensure_private_key(options.settings.key_path(interface))
     click.echo(keys.public_key(private))

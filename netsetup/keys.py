@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from netsetup.errors import PrivateKeyError
+from netsetup.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,6 @@ def ensure_private_key(path: Path) -> tuple[str, bool]:
             return read_private_key(path), False
     finally:
         temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     log.info("%s: private key created", path)
     return key, True
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from netsetup import faults
+from netsetup.files import fsync_dir, refuse_symlink, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def plan_file(path: Path, mapping: Mapping[str, str]) -> FileChange | None:
     None also means the file does not exist. Raise OSError for a symbolic
     link, which ``write_atomic`` would refuse to replace.
     """
-    _refuse_symlink(path)
+    refuse_symlink(path)
     old = _read_or_none(path)
     if old is None:
         return None
@@ -243,48 +243,6 @@ def plan_file(path: Path, mapping: Mapping[str, str]) -> FileChange | None:
     if new == old:
         return None
     return FileChange(path, old, new)
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Replace the file at path with data, atomically and durably.
-
-    The new file gets the mode, uid and gid of the file it replaces, or mode
-    0o644 (owned by us) when there is none. ``mode`` overrides the mode. Raise
-    OSError for a symbolic link: replacing it would silently turn the link
-    into a plain file. ACLs, extended attributes and SELinux labels are not
-    copied.
-    """
-    _refuse_symlink(path)
-    _remove_stale_temps(path)
-    old_mode, owner = _mode_and_owner(path)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".netsetup-tmp", dir=path.parent
-    )
-    try:
-        try:
-            _write_all(fd, data)
-            if owner is not None:
-                # chown before chmod: chown clears set-uid and set-gid bits.
-                os.fchown(fd, *owner)
-            os.fchmod(fd, old_mode if mode is None else mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        faults.point(f"{path.name} written aside")
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _remove_stale_temps(path: Path) -> None:
-    # A run killed between writing the temp file and renaming it leaves the
-    # temp behind; the node lock means no other writer owns one now.
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.netsetup-tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
 
 
 def save_original(path: Path, state_dir: Path, original: bytes, written: bytes) -> None:
@@ -372,7 +330,7 @@ def _forget(orig_file: Path, sha_file: Path) -> None:
     # safely, it is only treated as edited unless the file equals it.
     sha_file.unlink(missing_ok=True)
     orig_file.unlink(missing_ok=True)
-    _fsync_dir(orig_file.parent)
+    fsync_dir(orig_file.parent)
 
 
 def _read_sha(sha_file: Path) -> str | None:
@@ -389,30 +347,3 @@ def _read_or_none(path: Path) -> bytes | None:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _refuse_symlink(path: Path) -> None:
-    if path.is_symlink():
-        raise OSError(errno.ELOOP, "refusing to replace a symbolic link", str(path))
-
-
-def _mode_and_owner(path: Path) -> tuple[int, tuple[int, int] | None]:
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return 0o644, None
-    return stat.S_IMODE(info.st_mode), (info.st_uid, info.st_gid)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

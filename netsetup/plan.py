@@ -7,7 +7,7 @@ node gives an empty plan, and `apply` then touches nothing.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,10 @@ class Desired:
     peers: tuple[PeerConfig, ...]
     ruleset: Ruleset
     nodelist_map: dict[str, str]
+    # Other keys a peer may be using (re-keying), by its listed key. Each is
+    # configured too, without allowed IPs, so its handshakes are accepted;
+    # the allowed IPs go to whichever key shook hands most recently.
+    alternates: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ def desired_state(
         )
         for peer in cluster.peers_of(node)
     )
+    alternates = {peer.public_key: peer.candidate_keys[1:]
+                  for peer in cluster.peers_of(node) if peer.candidate_keys[1:]}
     return Desired(
         interface=cluster.interface,
         private_key=private_key,
@@ -86,6 +92,7 @@ def desired_state(
         peers=peers,
         ruleset=ruleset,
         nodelist_map=nodelist_mapping(cluster),
+        alternates=alternates,
     )
 
 
@@ -163,9 +170,31 @@ def _interface(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
+def active_key(keys: tuple[str, ...], observed: Observed) -> str:
+    """Return the key of `keys` that shook hands last; the first if none did."""
+    peers = observed.device.peers if observed.device is not None else {}
+    handshakes = [(peers[k].last_handshake, -i, k) for i, k in enumerate(keys)
+                  if k in peers and peers[k].last_handshake]
+    return max(handshakes)[2] if handshakes else keys[0]
+
+
+def wanted_peers(desired: Desired, observed: Observed) -> dict[str, PeerConfig]:
+    """Return every peer to configure, standby keys first in each group."""
+    wanted = {}
+    for peer in desired.peers:
+        keys = (peer.public_key, *desired.alternates.get(peer.public_key, ()))
+        active = active_key(keys, observed)
+        for key in keys:
+            if key != active:
+                wanted[key] = replace(peer, public_key=key, allowed_ips=(),
+                                      persistent_keepalive=0)
+        wanted[active] = replace(peer, public_key=active)
+    return wanted
+
+
 def _peers(desired: Desired, observed: Observed) -> list[Action]:
     current = observed.device.peers if observed.device is not None else {}
-    wanted = {peer.public_key: peer for peer in desired.peers}
+    wanted = wanted_peers(desired, observed)
     actions = []
     for key, peer in wanted.items():
         state = current.get(key)

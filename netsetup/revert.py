@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netsetup import link, nodelist
+from netsetup import files, link
 from netsetup.errors import NetsetupError
 from netsetup.firewall import Nft
 from netsetup.settings import Settings
@@ -88,12 +88,12 @@ def take(
     now = time.time()
     link_state = link.read(interface)
     device = backend.read(interface) if link_state is not None else None
-    files: dict[str, str | None] = {}
+    contents: dict[str, str | None] = {}
     for path in _files_to_keep(settings, nodelists):
         try:
-            files[str(path)] = base64.b64encode(path.read_bytes()).decode()
+            contents[str(path)] = base64.b64encode(path.read_bytes()).decode()
         except FileNotFoundError:
-            files[str(path)] = None
+            contents[str(path)] = None
     snapshot = Snapshot(
         id=secrets.token_hex(8),
         created=now,
@@ -109,12 +109,12 @@ def take(
             "listen_port": device.listen_port,
             "peers": [asdict(peer.config()) for peer in device.peers.values()],
         },
-        files=files,
+        files=contents,
         folders=[str(settings.nodelist_state)],
     )
     # The snapshot holds the private key: root-only, like the key file.
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    nodelist.write_atomic(pending_path(settings),
+    files.write_atomic(pending_path(settings),
                           json.dumps(asdict(snapshot)).encode(), mode=0o600)
     return snapshot
 
@@ -169,7 +169,7 @@ def revert(snapshot: Snapshot, backend: Backend, nft: Nft,
         except (NetsetupError, OSError) as exc:
             errors.append(str(exc))
     pending_path(settings).unlink(missing_ok=True)
-    nodelist.write_atomic(last_revert_path(settings), json.dumps(
+    files.write_atomic(last_revert_path(settings), json.dumps(
         {"id": snapshot.id, "reverted": time.time(), "errors": errors}).encode())
     return errors
 
@@ -238,5 +238,5 @@ def _revert_files(snapshot: Snapshot, backend: Backend, nft: Nft) -> None:
                 continue
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
-        nodelist.write_atomic(path, data)
+        files.write_atomic(path, data)
         log.info("%s: reverted", path)

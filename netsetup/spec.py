@@ -30,9 +30,11 @@ DEFAULT_NODELIST = "/usr/local/mascot/config/nodelist.txt"
 CLUSTER_KEYS = {
     "name", "interface", "network", "listen_port", "protected_ports",
     "ssh_port", "admin_sources", "nodelist", "mtu", "persistent_keepalive",
-    "rekey_interval_days",
+    "rekey_interval_days", "rekey_timeout", "rekey_ssh_key",
 }
-NODE_KEYS = {"name", "role", "address", "vpn_address", "public_key", "hostnames"}
+NODE_KEYS = {"name", "role", "address", "vpn_address", "public_key", "hostnames",
+             "next_public_key", "previous_public_key"}
+SSH_KEY_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/=]{40,100}( [\x21-\x7e]*)?\Z")
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,21 @@ class Node:
     vpn_address: IPAddress
     public_key: str
     hostnames: tuple[str, ...] = ()
+    # Re-keying: the master's key announced for the next rotation, and the
+    # key a node had before the last one. Each is accepted for handshakes,
+    # so a node that missed a rotation still finds its peer.
+    next_public_key: str | None = None
+    previous_public_key: str | None = None
 
     @property
     def is_master(self) -> bool:
         return self.role == "master"
+
+    @property
+    def candidate_keys(self) -> tuple[str, ...]:
+        """Every key this node may be using: the listed one first."""
+        keys = [self.public_key, self.next_public_key, self.previous_public_key]
+        return tuple(dict.fromkeys(k for k in keys if k is not None))
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class Cluster:
     mtu: int | None
     persistent_keepalive: int
     rekey_interval_days: int
+    rekey_timeout: int
+    rekey_ssh_key: str | None
     nodes: tuple[Node, ...] = field(default=())
 
     @property
@@ -178,6 +193,10 @@ def _cluster_fields(cluster: dict[str, Any], where: str) -> dict[str, Any]:
         "rekey_interval_days": _bounded(
             get("rekey_interval_days", int, 7), 1, 3650, where,
             "cluster.rekey_interval_days"),
+        "rekey_timeout": _bounded(
+            get("rekey_timeout", int, 120), 5, 3600, where,
+            "cluster.rekey_timeout"),
+        "rekey_ssh_key": _ssh_key(get("rekey_ssh_key", str), where),
     }
 
 
@@ -202,12 +221,20 @@ def _node(raw: Any, index: int, network: IPNetwork, where: str) -> Node:
     vpn_address = _address(get("vpn_address", str), where, name, "vpn_address")
     _check_vpn_address(vpn_address, network, where, name)
     public_key = _public_key(get("public_key", str), where, name)
+    optional_keys = {
+        key: _public_key(get(key, str), where, name, key)
+        for key in ("next_public_key", "previous_public_key") if key in raw
+    }
+    if "next_public_key" in optional_keys and role != "master":
+        raise SpecError(where, "only the master announces its next key",
+                        node=name, field="next_public_key")
     hostnames = get("hostnames", list, [])
     for i, host in enumerate(hostnames):
         if not isinstance(host, str) or not NAME_RE.match(host):
             raise SpecError(where, f"{host!r} is not a host name",
                             node=name, field=f"hostnames[{i}]")
-    return Node(name, role, address, vpn_address, public_key, tuple(hostnames))
+    return Node(name, role, address, vpn_address, public_key, tuple(hostnames),
+                **optional_keys)
 
 
 def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
@@ -310,19 +337,27 @@ def _address(value: str | None, where: str, node: str, label: str) -> IPAddress:
     return address
 
 
-def _public_key(value: str | None, where: str, node: str) -> str:
+def _public_key(
+    value: str | None, where: str, node: str, field: str = "public_key"
+) -> str:
     if value is None:
         raise SpecError(where, "is required (run `netsetup keygen` on the node)",
-                        node=node, field="public_key")
+                        node=node, field=field)
     try:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SpecError(where, "is not base64", node=node,
-                        field="public_key") from exc
+        raise SpecError(where, "is not base64", node=node, field=field) from exc
     if len(decoded) != 32:
         raise SpecError(where, f"decodes to {len(decoded)} bytes, a WireGuard "
-                        "key has 32", node=node, field="public_key")
+                        "key has 32", node=node, field=field)
     return base64.b64encode(decoded).decode()  # the spelling `wg` reports
+
+
+def _ssh_key(value: str | None, where: str) -> str | None:
+    if value is not None and not SSH_KEY_RE.match(value):
+        raise SpecError(where, "must be one OpenSSH ed25519 public key line "
+                        "(ssh-ed25519 AAAA... comment)", field="cluster.rekey_ssh_key")
+    return value
 
 
 def _admin_sources(values: list[Any], where: str) -> tuple[IPNetwork, ...]:

@@ -75,7 +75,7 @@ def install_units(target_dir: Path, executable: str, config: Path) -> list[Path]
     Each file is replaced atomically with mode 0644; a file that already
     has the wanted text is not touched.
     """
-    from netsetup.nodelist import write_atomic
+    from netsetup.files import write_atomic
 
     wanted = render_units(executable, config)
     changes = plan_install(target_dir, wanted)

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from netsetup import link
+from netsetup import faults, link
 from netsetup.errors import BackendError
 from netsetup.wireguard import DeviceChange, DeviceState, uapi
 
@@ -51,6 +51,7 @@ class UserspaceBackend:
                     f"{interface}: cannot start {self.wireguard_go}: "
                     f"{exc.strerror}") from exc
         self.pid_path(interface).write_text(f"{process.pid}\n")
+        faults.point("wireguard-go spawned")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
