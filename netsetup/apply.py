@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netsetup import faults, files, link, nodelist
+from netsetup import faults, files, link, nodelist, sshkeys
 from netsetup.errors import NetsetupError
 from netsetup.firewall import Nft, Ruleset
 from netsetup.plan import Action, Desired, device_change
@@ -23,7 +23,7 @@ from netsetup.wireguard import Backend
 log = logging.getLogger(__name__)
 
 DEVICE_KINDS = {"set-private-key", "set-listen-port", "add-peer", "update-peer",
-                "remove-peer"}
+                "remove-peer", "reset-peers"}
 
 
 def execute(
@@ -55,6 +55,10 @@ def execute(
             link.set_up(interface)
         elif action.kind == "rewrite-nodelist":
             _rewrite_nodelist(action.data, settings.nodelist_state)
+        elif action.kind == "authorize-agent":
+            settings.authorized_keys.parent.mkdir(mode=0o700, exist_ok=True)
+            files.write_atomic(settings.authorized_keys, action.data, mode=0o600
+                               if not settings.authorized_keys.exists() else None)
         else:
             raise NetsetupError(f"internal: unknown action {action.kind!r}")
         log.info("%s", action.summary)
@@ -135,6 +139,24 @@ def down(
             continue
         if outcome != "untouched":
             report.removed.append(f"{path}: {outcome}")
+    try:
+        _remove_agent_entry(cluster, settings, report)
+    except OSError as exc:
+        report.errors.append(f"{settings.authorized_keys}: {exc}")
     for line in report.removed:
         log.info("%s", line)
     return report
+
+
+def _remove_agent_entry(
+    cluster: Cluster, settings: Settings, report: DownReport
+) -> None:
+    path = settings.authorized_keys
+    try:
+        current = path.read_bytes()
+    except FileNotFoundError:
+        return
+    new = sshkeys.with_entry(current, None, cluster.name)
+    if new != current:
+        files.write_atomic(path, new)
+        report.removed.append(f"{path}: re-keying entry removed")

@@ -75,10 +75,12 @@ def cli(options: Options, config: Path | None, verbose: int, quiet: bool,
 @cli.command()
 @click.option("--interface", help="Interface the key is for (default: the "
               "cluster file's).")
+@click.option("--ssh", "ssh_key", is_flag=True, help="Instead: the master's "
+              "re-keying SSH key; prints the line for rekey_ssh_key.")
 @pass_options
-def keygen(options: Options, interface: str | None) -> None:
+def keygen(options: Options, interface: str | None, ssh_key: bool) -> None:
     """Create this node's private key if missing; print its public key."""
-    from netsetup import keys, spec
+    from netsetup import keys, spec, sshkeys
 
     if interface is None:
         if not options.settings.config.exists():
@@ -86,6 +88,9 @@ def keygen(options: Options, interface: str | None) -> None:
                 f"{options.settings.config}: no cluster file yet; pass "
                 "--interface NAME (the interface the cluster file will name)")
         interface = spec.load(options.settings.config).interface
+    if ssh_key:
+        click.echo(sshkeys.ensure_ssh_key(options.settings.ssh_key_path(interface)))
+        return
     private, _ = keys.ensure_private_key(options.settings.key_path(interface))
     click.echo(keys.public_key(private))
 
@@ -223,6 +228,7 @@ def status(options: Options, node_name: str | None, backend: str | None,
     result = reporting.report(
         ctx.cluster, ctx.node, observed, render(ctx.cluster, ctx.node),
         ctx.nft.counters(), ctx.backend.name, engine.rewritten_files(ctx))
+    result["keys"] = reporting.key_info(ctx.cluster, ctx.node, options.settings)
     click.echo(json.dumps(result, indent=2) if as_json
                else reporting.format_text(result))
     sys.exit(ExitStatus.UNHEALTHY if result["problems"] else ExitStatus.OK)
@@ -244,6 +250,79 @@ def down(options: Options, node_name: str | None, backend: str | None) -> None:
         raise NetsetupError("down incomplete: " + "; ".join(result.errors))
     if not result.removed:
         log.info("%s: nothing to remove", ctx.node.name)
+
+
+@cli.command()
+@pass_options
+def agent(options: Options) -> None:
+    """Answer the master's re-keying requests (an SSH forced command)."""
+    import os
+
+    from netsetup import agent as agent_
+    from netsetup.errors import NetsetupError as Refusal
+
+    stdin = sys.stdin.buffer.read(agent_.MAX_CLUSTER_FILE + 1) \
+        if os.environ.get("SSH_ORIGINAL_COMMAND", "").strip() == "cluster" else b""
+    try:
+        answer = agent_.handle(options.settings, os.environ, stdin)
+    except Refusal as exc:
+        log.warning("%s", exc)
+        _agent_log(options.settings, str(exc))
+        raise
+    click.echo(json.dumps(answer))
+
+
+def _agent_log(settings: Settings, line: str) -> None:
+    import time
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.run_dir / "agent.log", "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+
+
+@cli.command()
+@click.option("--if-due", is_flag=True, help="Only if rekey_interval_days "
+              "have passed since the last rotation (for the timer).")
+@node_options
+@pass_options
+def rekey(options: Options, node_name: str | None, backend: str | None,
+          if_due: bool) -> None:
+    """On the master: rotate every node's WireGuard key without an outage."""
+    import time
+
+    from netsetup import rekey as rekeying
+    from netsetup import spec
+    from netsetup.lock import node_lock
+
+    settings = options.settings
+    if if_due:
+        last = rekeying.last_rotation(settings)
+        interval = spec.load(settings.config).rekey_interval_days * 86400
+        if last is not None and time.time() < last + interval:
+            log.info("rekey: not due yet")
+            return
+    with node_lock(settings.lock_path):
+        report = rekeying.rekey(settings, node_name, backend)
+    for name, gap in report.gaps.items():
+        click.echo(f"{name}: rotated (switch took {gap * 1000:.0f} ms)")
+    for name, why in report.failed.items():
+        click.echo(f"{name}: NOT rotated: {why}")
+    click.echo(f"master: {report.master}")
+    if report.failed:
+        sys.exit(ExitStatus.CHANGES)
+
+
+@cli.command()
+@click.option("--interval", type=float, default=0.5, show_default=True,
+              help="Seconds between reads of the device.")
+@node_options
+@pass_options
+def keywatch(options: Options, node_name: str | None, backend: str | None,
+             interval: float) -> None:
+    """Follow handshakes: move allowed IPs to the key in use (a daemon)."""
+    from netsetup import rekey as rekeying
+
+    rekeying.keywatch(options.settings, node_name, backend, interval)
 
 
 @cli.command("restore-firewall")

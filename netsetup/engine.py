@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from netsetup import keys, link, nodelist, spec
+from netsetup import keys, link, nodelist, spec, sshkeys
 from netsetup import plan as planning
 from netsetup.errors import PrivateKeyError
 from netsetup.firewall import Nft, render
@@ -44,15 +44,24 @@ def load_context(
 def desired(ctx: NodeContext) -> Desired:
     """Return the node's desired state; checks the key matches the file."""
     key_path = ctx.settings.key_path(ctx.cluster.interface)
-    private_key = keys.read_private_key(key_path)
+    private_key = keys.effective_private_key(key_path)
     public_key = keys.public_key(private_key)
-    if public_key != ctx.node.public_key:
+    # During and after a rotation the file may lag behind the key in use
+    # for a while: fine if the file knows the key, or the key this node
+    # rotated away from, or a switch is still unsettled.
+    known = set(ctx.node.candidate_keys)
+    previous = keys.previous_key_path(key_path)
+    rotated_from = keys.public_key(keys.read_private_key(previous)) \
+        if previous.exists() else None
+    switching = keys.switched_at(key_path) is not None
+    if public_key not in known and rotated_from not in known and not switching:
         raise PrivateKeyError(
             f"{key_path}: its public key {public_key} is not the one "
             f"{ctx.cluster.path} lists for node {ctx.node.name!r}")
     ruleset = render(ctx.cluster, ctx.node)
-    return planning.desired_state(ctx.cluster, ctx.node, private_key,
-                                  public_key, ruleset)
+    return planning.desired_state(
+        ctx.cluster, ctx.node, private_key, public_key, ruleset,
+        ctx.settings.authorized_keys, sshkeys.entry(ctx.cluster, ctx.settings))
 
 
 def compute_plan(ctx: NodeContext) -> tuple[Desired, Observed, list[Action]]:

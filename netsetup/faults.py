@@ -7,6 +7,11 @@ NETSETUP_FAULT_TRACE=FILE, each point reached appends its name to FILE, so
 a test can count the points of a run. NETSETUP_FAULT_PAUSE=N sleeps one
 second at point N, so a test can make two runs overlap. Unset, a point
 costs a few dict lookups.
+
+A process started by sshd (the re-keying agent) gets a clean environment,
+so there the step can also come from the file `fault-step` in the run
+directory named by NETSETUP_RUN_DIR; production, which leaves that
+variable unset, never looks.
 """
 
 from __future__ import annotations
@@ -26,7 +31,19 @@ def point(name: str) -> None:
     if trace:
         with open(trace, "a") as handle:
             handle.write(f"{_reached} {name}\n")
-    if os.environ.get("NETSETUP_FAULT_STEP") in (str(_reached), name):
+    if _step() in (str(_reached), name):
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get("NETSETUP_FAULT_PAUSE") == str(_reached):
         time.sleep(1)
+
+
+def _step() -> str | None:
+    step = os.environ.get("NETSETUP_FAULT_STEP")
+    run_dir = os.environ.get("NETSETUP_RUN_DIR")
+    if step is None and run_dir:
+        try:
+            with open(os.path.join(run_dir, "fault-step")) as handle:
+                step = handle.read().strip()
+        except FileNotFoundError:
+            pass
+    return step

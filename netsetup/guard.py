@@ -44,9 +44,9 @@ def lockout_reason(
     port = session.server_port
     if port not in cluster.protected_ports:
         return None
-    client = _unmapped(session.client)
+    client = unmapped(session.client)
     if client == cluster.master.vpn_address and \
-            _unmapped(session.server) == node.vpn_address:
+            unmapped(session.server) == node.vpn_address:
         return None  # it came through the tunnel from the master
     if port == cluster.ssh_port and any(client in net for net in
                                         cluster.admin_sources):
@@ -61,7 +61,7 @@ def lockout_reason(
         "pass --allow-lockout if you have another way in (console, the VPN)")
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
+def unmapped(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         return address.ipv4_mapped
     return address

@@ -78,3 +78,96 @@ def ensure_private_key(path: Path) -> tuple[str, bool]:
     fsync_dir(path.parent)
     log.info("%s: private key created", path)
     return key, True
+
+
+# -- rotation ----------------------------------------------------------------
+#
+# <interface>.key is the key in use. During a rotation a node may also hold
+# <interface>.key.next (the key it will switch to; on the master, the one
+# announced in the cluster file), <interface>.key.switched (when a worker
+# switched its device to the next key, not yet settled) and
+# <interface>.key.prev (the key before the last rotation).
+
+
+def _sibling(key_path: Path, suffix: str) -> Path:
+    return key_path.with_name(key_path.name + suffix)
+
+
+def next_key_path(key_path: Path) -> Path:
+    return _sibling(key_path, ".next")
+
+
+def previous_key_path(key_path: Path) -> Path:
+    return _sibling(key_path, ".prev")
+
+
+def switched_path(key_path: Path) -> Path:
+    return _sibling(key_path, ".switched")
+
+
+def _write_key(path: Path, key: str) -> None:
+    from netsetup.files import write_atomic
+
+    write_atomic(path, (key + "\n").encode(), mode=0o600)
+
+
+def prepare_next(key_path: Path) -> str:
+    """Return the next key's public half, creating the key if missing."""
+    path = next_key_path(key_path)
+    if path.exists():
+        return public_key(read_private_key(path))
+    key = generate_private_key()
+    _write_key(path, key)
+    log.info("%s: next key created", path)
+    return public_key(key)
+
+
+def switched_at(key_path: Path) -> float | None:
+    """Return when the device switched to the next key, if it is unsettled."""
+    try:
+        return float(switched_path(key_path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def mark_switched(key_path: Path, when: float) -> None:
+    from netsetup.files import write_atomic
+
+    if not next_key_path(key_path).exists():
+        raise PrivateKeyError(f"{next_key_path(key_path)}: no next key to "
+                              "switch to")
+    write_atomic(switched_path(key_path), f"{when}\n".encode(), mode=0o600)
+
+
+def effective_private_key(key_path: Path) -> str:
+    """Return the key the device should use: the next one while switched."""
+    if switched_at(key_path) is not None:
+        return read_private_key(next_key_path(key_path))
+    return read_private_key(key_path)
+
+
+def promote(key_path: Path) -> str:
+    """Make the next key the key in use; keep the old one as previous.
+
+    Each step is a rename or an atomic write, and the order leaves a state
+    the next call can finish: a crash after the first write still has the
+    next key on disk.
+    """
+    new = read_private_key(next_key_path(key_path))
+    old = read_private_key(key_path)
+    if new == old:  # a crash came after the key was written: finish up
+        next_key_path(key_path).unlink(missing_ok=True)
+        switched_path(key_path).unlink(missing_ok=True)
+        return new
+    _write_key(previous_key_path(key_path), old)
+    _write_key(key_path, new)
+    next_key_path(key_path).unlink(missing_ok=True)
+    switched_path(key_path).unlink(missing_ok=True)
+    log.info("%s: now %s (was %s)", key_path, public_key(new), public_key(old))
+    return new
+
+
+def abandon(key_path: Path) -> None:
+    """Drop an unsettled switch: the device goes back to the key in use."""
+    switched_path(key_path).unlink(missing_ok=True)
+    next_key_path(key_path).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ NETWORK = "10.77.0.0/24"
 LISTEN_PORT = 51820
 SERVICE_PORT = 5001
 UNMANAGED_PORT = 8080
+ECHO_PORT = 5003  # long-lived connections for the re-keying tests
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Lab:
             "NETSETUP_CONFIG": str(self.shared / "cluster.toml"),
             "NETSETUP_STATE_DIR": str(self.shared / "etc"),
             "NETSETUP_RUN_DIR": str(self.shared / "run"),
+            "NETSETUP_AUTHORIZED_KEYS": str(self.shared / "ssh" / "authorized_keys"),
         })
         return env
 
@@ -186,19 +188,25 @@ class Lab:
             self.start_sshd(node.name, master_key.with_suffix(".pub"))
             self.spawn(node.name, [sys.executable, "-m", "netsetup.labtools",
                                    "serve", str(SERVICE_PORT),
-                                   str(UNMANAGED_PORT)])
+                                   str(UNMANAGED_PORT), str(ECHO_PORT)])
         for node in WORKERS:
             _wait_for(lambda: self.probe(node.name, [
                 f"127.0.0.1:{p}" for p in (22, SERVICE_PORT, UNMANAGED_PORT)
             ]) == [True, True, True], 10, f"{node.name}: services did not start")
 
-    def start_sshd(self, node: str, authorized: Path) -> None:
-        """Run a real sshd on port 22 that lets the master's key in."""
+    def start_sshd(self, node: str, authorized: Path | None) -> None:
+        """Run a real sshd on port 22 that lets the master's key in.
+
+        Started again (`authorized` None), it keeps its host key and
+        authorized_keys, as after a reboot.
+        """
         ssh_dir = self.node_dir(node) / "ssh"
         host_key = ssh_dir / "host_ed25519"
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-              str(host_key)])
-        shutil.copy(authorized, ssh_dir / "authorized_keys")
+        if not host_key.exists():
+            _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                  str(host_key)])
+        if authorized is not None:
+            shutil.copy(authorized, ssh_dir / "authorized_keys")
         config = ssh_dir / "sshd_config"
         config.write_text(
             f"Port 22\nListenAddress 0.0.0.0\nListenAddress ::\n"
@@ -269,13 +277,21 @@ class Lab:
                            f"{result.returncode}: {result.stderr.strip()}")
         return result
 
-    def spawn(self, node: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        """Start a long-running process inside `node`."""
-        return subprocess.Popen(self._nsenter(node) + argv, env=self.env(),
-                                stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+    def spawn(self, node: str, argv: list[str],
+              log: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a long-running process inside `node`.
+
+        Its output goes to `log` in the node's run folder, if named.
+        """
+        output = subprocess.DEVNULL if log is None else open(
+            self.node_dir(node) / "run" / log, "ab")
+        try:
+            return subprocess.Popen(self._nsenter(node) + argv, env=self.env(),
+                                    stdin=subprocess.DEVNULL, stdout=output,
+                                    stderr=output, start_new_session=True)
+        finally:
+            if not isinstance(output, int):
+                output.close()
 
     def netsetup(self, node: str, *args: str, check: bool = True,
                  env: dict[str, str] | None = None,

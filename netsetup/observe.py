@@ -32,6 +32,8 @@ def observe(
         recorded_listing=_read_text(settings.firewall_state),
         route_mtu=route_mtu,
         files={path: _read_bytes(path) for path in cluster.nodelist},
+        authorized_keys=None if node.is_master
+        else _read_bytes(settings.authorized_keys),
     )
 
 

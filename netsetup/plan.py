@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from netsetup import nodelist
+from netsetup import nodelist, sshkeys
 from netsetup.errors import NetsetupError
 from netsetup.firewall import Ruleset, TableState
 from netsetup.link import WIREGUARD_OVERHEAD, LinkState
@@ -41,6 +41,10 @@ class Desired:
     # configured too, without allowed IPs, so its handshakes are accepted;
     # the allowed IPs go to whichever key shook hands most recently.
     alternates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The file and line that let the master's agent key in (workers only).
+    authorized_keys: Path | None = None
+    agent_entry: str | None = None
+    cluster_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class Observed:
     recorded_listing: str | None  # listing digest saved by the last load
     route_mtu: int | None
     files: dict[Path, bytes | None] = field(default_factory=dict)
+    authorized_keys: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ class Action:
 
 def desired_state(
     cluster: Cluster, node: Node, private_key: str, public_key: str,
-    ruleset: Ruleset,
+    ruleset: Ruleset, authorized_keys: Path | None = None,
+    agent_entry: str | None = None,
 ) -> Desired:
     """Return what `node` should look like according to `cluster`."""
     peers = tuple(
@@ -93,6 +99,9 @@ def desired_state(
         ruleset=ruleset,
         nodelist_map=nodelist_mapping(cluster),
         alternates=alternates,
+        authorized_keys=None if node.is_master else authorized_keys,
+        agent_entry=agent_entry,
+        cluster_name=cluster.name,
     )
 
 
@@ -117,6 +126,7 @@ def plan(desired: Desired, observed: Observed) -> list[Action]:
         *_addresses(desired, observed),
         *_link_up(desired, observed),
         *_files(desired, observed),
+        *_agent_entry(desired, observed),
     ]
 
 
@@ -195,6 +205,13 @@ def wanted_peers(desired: Desired, observed: Observed) -> dict[str, PeerConfig]:
 def _peers(desired: Desired, observed: Observed) -> list[Action]:
     current = observed.device.peers if observed.device is not None else {}
     wanted = wanted_peers(desired, observed)
+    device = observed.device
+    if device is not None and device.peers and \
+            device.private_key not in (None, desired.private_key):
+        # A new private key: every peer starts afresh (see DeviceChange).
+        return [Action("peers", "reset-peers", f"{desired.interface}: set "
+                       f"{len(wanted)} peer(s) afresh for the new key",
+                       tuple(wanted.values()))]
     actions = []
     for key, peer in wanted.items():
         state = current.get(key)
@@ -214,7 +231,8 @@ def _peers(desired: Desired, observed: Observed) -> list[Action]:
 
 def _describe_peer(peer: PeerConfig) -> str:
     endpoint = "none" if peer.endpoint is None else "%s:%d" % peer.endpoint
-    return (f"(endpoint {endpoint}, allowed IPs {', '.join(peer.allowed_ips)}, "
+    allowed = ", ".join(peer.allowed_ips) or "none (standby key)"
+    return (f"(endpoint {endpoint}, allowed IPs {allowed}, "
             f"keepalive {peer.persistent_keepalive or 'off'})")
 
 
@@ -260,6 +278,19 @@ def _files(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
+def _agent_entry(desired: Desired, observed: Observed) -> list[Action]:
+    path = desired.authorized_keys
+    if path is None:
+        return []
+    new = sshkeys.with_entry(observed.authorized_keys, desired.agent_entry,
+                             desired.cluster_name)
+    if new == (observed.authorized_keys or b""):
+        return []
+    verb = "remove" if desired.agent_entry is None else "set"
+    return [Action("files", "authorize-agent",
+                   f"{path}: {verb} the master's re-keying entry", new)]
+
+
 def device_change(desired: Desired, actions: list[Action]) -> DeviceChange:
     """Fold the key, port and peer actions into one device message."""
     private_key = None
@@ -275,5 +306,8 @@ def device_change(desired: Desired, actions: list[Action]) -> DeviceChange:
             set_peers.append(action.data)
         elif action.kind == "remove-peer":
             remove_peers.append(action.data)
+        elif action.kind == "reset-peers":
+            return DeviceChange(private_key, listen_port, action.data,
+                                replace_peers=True)
     return DeviceChange(private_key, listen_port, tuple(set_peers),
                         tuple(remove_peers))

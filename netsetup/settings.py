@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -15,23 +16,42 @@ class Settings:
     state_dir: Path = Path("/etc/netsetup")
     run_dir: Path = Path("/run/netsetup")
     wireguard_go: str = "wireguard-go"
+    authorized_keys: Path = Path("/root/.ssh/authorized_keys")
+
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "config": "NETSETUP_CONFIG",
+        "state_dir": "NETSETUP_STATE_DIR",
+        "run_dir": "NETSETUP_RUN_DIR",
+        "wireguard_go": "NETSETUP_WIREGUARD_GO",
+        "authorized_keys": "NETSETUP_AUTHORIZED_KEYS",
+    }
 
     @classmethod
     def from_env(cls) -> Settings:
         """Return the defaults, overridden by NETSETUP_* variables if set."""
-        defaults = cls()
-        env = os.environ
-        return replace(
-            defaults,
-            config=Path(env.get("NETSETUP_CONFIG") or defaults.config),
-            state_dir=Path(env.get("NETSETUP_STATE_DIR") or defaults.state_dir),
-            run_dir=Path(env.get("NETSETUP_RUN_DIR") or defaults.run_dir),
-            wireguard_go=env.get("NETSETUP_WIREGUARD_GO") or defaults.wireguard_go,
-        )
+        settings = cls()
+        for name, variable in cls.ENVIRONMENT.items():
+            value = os.environ.get(variable)
+            if value:
+                kind = type(getattr(settings, name))
+                settings = replace(settings, **{name: kind(value)})
+        return settings
 
     def key_path(self, interface: str) -> Path:
         """Return where the private key for `interface` lives."""
         return self.state_dir / f"{interface}.key"
+
+    def ssh_key_path(self, interface: str) -> Path:
+        """Return the master's SSH key for reaching the workers' agents."""
+        return self.state_dir / f"{interface}.ssh"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def rekey_state(self) -> Path:
+        return self.state_dir / "rekey.json"
 
     @property
     def lock_path(self) -> Path:

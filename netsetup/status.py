@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from netsetup.firewall import Ruleset
+from netsetup.settings import Settings
 from netsetup.plan import Observed
 from netsetup.spec import Cluster, Node
 
@@ -67,6 +68,29 @@ def report(
     return result
 
 
+def key_info(cluster: Cluster, node: Node, settings: Settings,
+             now: float | None = None) -> dict[str, Any]:
+    """Return the age of this node's key and when the next rotation is due."""
+    from netsetup import keys
+    from netsetup.rekey import key_age, last_rotation
+
+    now = time.time() if now is None else now
+    key_path = settings.key_path(cluster.interface)
+    age = key_age(key_path, now)
+    info: dict[str, Any] = {
+        "key_age_days": None if age is None else round(age / 86400, 2),
+        "switch_unsettled": keys.switched_at(key_path) is not None,
+        "next_rotation": None,
+    }
+    last = last_rotation(settings)
+    if node.is_master:
+        due = (last or now) + cluster.rekey_interval_days * 86400
+        info["next_rotation"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(due))
+        if last is None:
+            info["next_rotation"] += " (no rotation yet: at the next timer run)"
+    return info
+
+
 def _file_state(data: bytes | None, rewritten: bool) -> str:
     if data is None:
         return "absent"
@@ -122,6 +146,14 @@ def format_text(result: dict[str, Any]) -> str:
                                                      if drops else ""))
     for path, state in result["nodelist"].items():
         lines.append(f"node list {path}: {state}")
+    info = result.get("keys")
+    if info:
+        age = info["key_age_days"]
+        lines.append(
+            "key: " + ("missing" if age is None else f"{age:.1f} days old")
+            + (", switch not settled yet" if info["switch_unsettled"] else "")
+            + (f"; next rotation {info['next_rotation']}" if info["next_rotation"]
+               else "; rotations are run by the master"))
     if result["problems"]:
         lines.append("unhealthy: " + "; ".join(result["problems"]))
     else:

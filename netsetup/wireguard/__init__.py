@@ -52,10 +52,14 @@ class DeviceChange:
     listen_port: int | None = None
     set_peers: tuple[PeerConfig, ...] = ()
     remove_peers: tuple[str, ...] = ()
+    # Drop every peer first, so set_peers start afresh. Used when the
+    # private key changes: a peer that sent a handshake in the last 5 s
+    # (REKEY_TIMEOUT) would otherwise wait to send one with the new key.
+    replace_peers: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.private_key or self.listen_port or self.set_peers
-                    or self.remove_peers)
+                    or self.remove_peers or self.replace_peers)
 
 
 class Backend(Protocol):

@@ -53,7 +53,11 @@ class KernelBackend:
             if change.private_key is not None or change.listen_port is not None:
                 wg.set(interface, private_key=change.private_key,
                        listen_port=change.listen_port)
-            for key in change.remove_peers:
+            remove = list(change.remove_peers)
+            if change.replace_peers:
+                current = self.read(interface)
+                remove = list(current.peers) if current is not None else []
+            for key in remove:
                 wg.set(interface, peer={"public_key": key, "remove": True})
             for peer in change.set_peers:
                 wg.set(interface, peer=_peer_request(peer))

@@ -42,6 +42,8 @@ def encode_set(change: DeviceChange) -> bytes:
         lines.append(f"private_key={b64_to_hex(change.private_key)}")
     if change.listen_port is not None:
         lines.append(f"listen_port={change.listen_port}")
+    if change.replace_peers:
+        lines.append("replace_peers=true")
     for key in change.remove_peers:
         lines += [f"public_key={b64_to_hex(key)}", "remove=true"]
     for peer in change.set_peers:

@@ -352,9 +352,30 @@ def test_device_change_folds_key_port_and_peer_actions_into_one_message():
 
     assert change.private_key == PRIVATE["master"]
     assert change.listen_port == 51820
+    # a new key: every peer set afresh, so the stray one goes too
+    assert change.replace_peers
+    assert change.set_peers == desired.peers
+    assert change.remove_peers == ()
+    assert change
+
+
+def test_device_change_removes_a_stray_peer_when_the_key_stays():
+    cluster = make_cluster()
+    desired = make_desired(cluster, "master")
+    stray = base64.b64encode(bytes([7]) * 32).decode()
+    observed = Observed(
+        link=LinkState(4, "wireguard", 1420, True, ("10.77.0.1/24",)),
+        device=DeviceState(desired.private_key, 4000, {stray: PeerState(
+            stray, None, ("10.77.0.77/32",))}),
+        table=TableState(RULESET.digest, "x"), recorded_listing="x",
+        route_mtu=1500)
+
+    change = planning.device_change(desired, planning.plan(desired, observed))
+
+    assert change.private_key is None and not change.replace_peers
+    assert change.listen_port == 51820
     assert change.set_peers == desired.peers
     assert change.remove_peers == (stray,)
-    assert change
 
 
 def test_device_change_of_a_converged_node_is_empty():
