@@ -260,23 +260,32 @@ def rotate_worker(settings: Settings, ctx: engine.NodeContext,
 
 
 def rotate_master(settings: Settings, ctx: engine.NodeContext,
-                  client: AgentClient, acknowledged: bool) -> str:
-    """Switch to the announced key (if any) and announce the next one."""
+                  client: AgentClient, acknowledged: bool,
+                  failed: dict[str, str]) -> str:
+    """Switch to the announced key (if any) and announce the next one.
+
+    The current file, which carries the announcement, goes to every worker
+    that answers before the switch, so a worker that missed an earlier copy
+    catches up now. A worker that is down keeps the copy it had, and that
+    one announced the key the master switches to.
+    """
     key_path = settings.key_path(ctx.cluster.interface)
     master = ctx.cluster.master
     announced = master.next_public_key
-    have_next = keys.next_key_path(key_path).exists()
-    if announced is None or not have_next or \
-            keys.prepare_next(key_path) != announced:
-        # Nothing (valid) announced yet: announce now; switch at once only
-        # if every worker has taken the announcement.
+    first = announced is None or not keys.next_key_path(key_path).exists() \
+        or keys.prepare_next(key_path) != announced
+    if first:
         announced = keys.prepare_next(key_path)
         text = clusterfile.set_node_fields(
             settings.config.read_text(), master.name,
             {"next_public_key": announced})
-        cluster = _write_cluster(settings, text)
-        if not _distribute(settings, cluster, client, {}) or not acknowledged:
-            return f"announced {announced}"
+        _write_cluster(settings, text)
+    everyone = _distribute(settings, spec.load(settings.config), client, failed)
+    if first and not (everyone and acknowledged):
+        # No worker could have learnt this key before: switch only once
+        # every one of them has it.
+        return f"announced {announced}"
+
     faults.point("rekey master before switch")
     old = keys.public_key(keys.read_private_key(key_path))
     keys.promote(key_path)
@@ -331,7 +340,8 @@ def rekey(settings: Settings, node_name: str | None,
             report.failed[worker.name] = str(exc)
             log.warning("%s: not rotated: %s", worker.name, exc)
         ctx = engine.load_context(settings, ctx.node.name, ctx.backend.name)
-    report.master = rotate_master(settings, ctx, client, not report.failed)
+    report.master = rotate_master(settings, ctx, client, not report.failed,
+                                  report.failed)
     log.info("%s: %s", ctx.node.name, report.master)
     cluster = spec.load(settings.config)
     _distribute(settings, cluster, client, report.failed)

@@ -102,6 +102,10 @@ for t in / /run /run/netns /tmp /lib/modules/"$(uname -r)"; do
     findmnt -n -o TARGET,FSTYPE,PROPAGATION --mountpoint "$t"
 done
 
+step "ptys and cgroups"
+run script -qec 'tty' /dev/null
+findmnt -n -o FSTYPE --mountpoint /sys/fs/cgroup | grep -qx cgroup2 && ok "cgroup2 at /sys/fs/cgroup" || bad "no cgroup2"
+
 step "sshd"
 [ -d /run/sshd ] && ok "/run/sshd exists" || bad "/run/sshd missing"
 run /usr/sbin/sshd -t
@@ -109,6 +113,8 @@ run /usr/sbin/sshd -p 2222 -o ListenAddress=127.0.0.1 -o PidFile=/run/vmcheck-ss
 sleep 1
 run ssh-keyscan -T 5 -p 2222 127.0.0.1
 [ -f /run/vmcheck-sshd.pid ] && kill "$(cat /run/vmcheck-sshd.pid)"
+
+step "done"
 
 echo
 if [ $fails -eq 0 ]; then
