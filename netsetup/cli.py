@@ -408,8 +408,10 @@ def install_units(options: Options, target_dir: Path,
 
     click.echo("to run netsetup at boot: systemctl enable "
                + " ".join(units.ENABLE))
-    click.echo("to apply the cluster file when it changes: systemctl enable "
-               + " ".join(units.ENABLE_OPTIONAL))
+    click.echo(f"to apply the cluster file when it changes: systemctl enable "
+               f"{units.WATCH_UNIT}")
+    click.echo(f"on the master, to rotate keys on schedule: systemctl enable "
+               f"{units.REKEY_TIMER}")
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ table before any network comes up, so a node is never open at boot;
 ``netsetup.service`` runs ``apply`` once the network is online and retries
 until it succeeds. ``netsetup-watch.path`` (optional) re-applies the cluster
 file when it changes, through ``netsetup-reload.service``.
+``netsetup-keywatch.service`` follows key rotations on every node, and
+``netsetup-rekey.timer`` starts them on the master.
 
 The units are Jinja templates in ``netsetup.templates`` (``systemd/``); the
 only inputs are the path of the ``netsetup`` executable and of the cluster
@@ -31,12 +33,17 @@ FIREWALL_UNIT = "netsetup-firewall.service"
 APPLY_UNIT = "netsetup.service"
 WATCH_UNIT = "netsetup-watch.path"
 RELOAD_UNIT = "netsetup-reload.service"
-UNITS = (FIREWALL_UNIT, APPLY_UNIT, WATCH_UNIT, RELOAD_UNIT)
+KEYWATCH_UNIT = "netsetup-keywatch.service"
+REKEY_UNIT = "netsetup-rekey.service"
+REKEY_TIMER = "netsetup-rekey.timer"
+UNITS = (FIREWALL_UNIT, APPLY_UNIT, WATCH_UNIT, RELOAD_UNIT, KEYWATCH_UNIT,
+         REKEY_UNIT, REKEY_TIMER)
 
 # What an administrator enables: the two boot units, and the watch if wanted.
 # The reload service has no [Install] section; only the watch starts it.
-ENABLE = (FIREWALL_UNIT, APPLY_UNIT)
-ENABLE_OPTIONAL = (WATCH_UNIT,)
+ENABLE = (FIREWALL_UNIT, APPLY_UNIT, KEYWATCH_UNIT)
+# The watch where wanted; the rekey timer on the master only.
+ENABLE_OPTIONAL = (WATCH_UNIT, REKEY_TIMER)
 
 DEFAULT_EXECUTABLE = "/usr/local/bin/netsetup"
 # sd_booted(3): systemd creates this directory when it is PID 1.

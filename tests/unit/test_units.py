@@ -23,6 +23,8 @@ from netsetup.units import (
     DEFAULT_EXECUTABLE,
     ENABLE,
     FIREWALL_UNIT,
+    KEYWATCH_UNIT,
+    REKEY_UNIT,
     RELOAD_UNIT,
     UNITS,
     WATCH_UNIT,
@@ -164,9 +166,13 @@ def test_spaces_and_percent_in_paths_reach_systemd_unchanged(
     commands = sorted(shlex.split(line.strip()[len(prefix):])
                       for line in result.stdout.splitlines()
                       if line.strip().startswith(prefix) and "netsetup" in line)
-    apply = [str(program), "--config", str(config), "apply"]
-    restore = [str(program), "--config", str(config), "restore-firewall"]
-    assert commands == [apply, apply, apply, restore]
+    def command(*words: str) -> list[str]:
+        return [str(program), "--config", str(config), *words]
+
+    assert commands == sorted([command("apply"), command("apply"),
+                               command("apply"), command("keywatch"),
+                               command("rekey", "--if-due"),
+                               command("restore-firewall")])
     assert f"PathChanged: {config}\n" in result.stdout
     assert result.returncode == 0
 
@@ -239,15 +245,16 @@ def test_every_command_uses_the_given_cluster_file(
                 for key, values in unit.get("Service", {}).items()
                 if key.startswith("Exec") for value in values]
 
-    assert len(commands) == 4
+    assert len(commands) == 6
     for command in commands:
         assert command.startswith(f"{DEFAULT_EXECUTABLE} --config {CONFIG} ")
 
 
 def test_only_the_boot_units_are_suggested_for_enabling(
         parsed: dict[str, dict[str, dict[str, list[str]]]]) -> None:
-    assert set(ENABLE) == {FIREWALL_UNIT, APPLY_UNIT}
+    assert set(ENABLE) == {FIREWALL_UNIT, APPLY_UNIT, KEYWATCH_UNIT}
     assert "Install" not in parsed[RELOAD_UNIT]
+    assert "Install" not in parsed[REKEY_UNIT]  # only its timer starts it
 
 
 # --- the copies in systemd/ ----------------------------------------------------
@@ -315,7 +322,7 @@ def test_a_new_path_rewrites_every_unit_that_names_it(tmp_path: Path) -> None:
 
     # The watch names only the cluster file, so it stays as it was.
     assert sorted(p.name for p in written) == sorted(
-        [FIREWALL_UNIT, APPLY_UNIT, RELOAD_UNIT])
+        [FIREWALL_UNIT, APPLY_UNIT, RELOAD_UNIT, KEYWATCH_UNIT, REKEY_UNIT])
 
 
 # --- paths systemd must read back as given -------------------------------------
