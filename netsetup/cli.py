@@ -313,6 +313,58 @@ def rekey(options: Options, node_name: str | None, backend: str | None,
 
 
 @cli.command()
+@click.option("--remote-command", default="netsetup", show_default=True,
+              help="How to run netsetup on a worker (a shell command).")
+@click.option("--ssh-user", default="root", show_default=True)
+@click.option("--ssh-identity", type=click.Path(dir_okay=False, path_type=Path),
+              help="SSH key for the workers' LAN addresses (default: ssh's).")
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE",
+              help="Extra ssh -o option for reaching the workers (repeatable).")
+@node_options
+@pass_options
+def bootstrap(options: Options, node_name: str | None, backend: str | None,
+              remote_command: str, ssh_user: str, ssh_identity: Path | None,
+              ssh_options: tuple[str, ...]) -> None:
+    """On the master: complete a draft cluster file and apply it everywhere.
+
+    Uses your existing SSH access to the workers' LAN addresses; each
+    worker makes its own key pair, and only public keys travel.
+    """
+    from netsetup import bootstrap as bootstrapping
+    from netsetup.lock import node_lock
+
+    shell = bootstrapping.RemoteShell(remote_command, ssh_user, ssh_identity,
+                                      ssh_options)
+    with node_lock(options.settings.lock_path):
+        report = bootstrapping.bootstrap(options.settings, node_name, backend,
+                                         shell)
+    for name, reachable in report.reachable.items():
+        click.echo(f"{name}: " + ("reachable over the VPN" if reachable
+                                  else "NOT reachable over the VPN"))
+    if not all(report.reachable.values()):
+        sys.exit(ExitStatus.UNHEALTHY)
+
+
+@cli.command("write-config", hidden=True)
+@pass_options
+def write_config(options: Options) -> None:
+    """Replace the cluster file with a valid one from standard input."""
+    import tomllib
+
+    from netsetup import files, spec
+
+    data = sys.stdin.buffer.read(1 << 20)
+    try:
+        spec.parse(tomllib.loads(data.decode()), "<standard input>")
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError("<standard input>", f"not a TOML file: {exc}") from exc
+    path = options.settings.config
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.write_atomic(path, data)
+    log.info("%s: written", path)
+
+
+@cli.command()
 @click.option("--interval", type=float, default=0.5, show_default=True,
               help="Seconds between reads of the device.")
 @node_options

@@ -57,3 +57,23 @@ def set_node_fields(text: str, node: str, fields: dict[str, str | None]) -> str:
             lines[last] += newline
         lines.insert(last + 1, new)
     return "".join(lines)
+
+
+def set_cluster_field(text: str, key: str, value: str) -> str:
+    """Return `text` with `key = "value"` set in its [cluster] table."""
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if lines and lines[0].endswith("\r\n") else "\n"
+    starts = [i for i, line in enumerate(lines) if TABLE_RE.match(line)]
+    try:
+        start = next(i for i in starts if lines[i].strip() == "[cluster]")
+    except StopIteration:
+        raise NetsetupError("cluster file: no [cluster] table") from None
+    end = next((i for i in starts if i > start), len(lines))
+    pattern = _key_re(key)
+    new = f'{key} = "{value}"{newline}'
+    for i in range(start + 1, end):
+        if pattern.match(lines[i]):
+            lines[i] = new
+            return "".join(lines)
+    lines.insert(start + 1, new)
+    return "".join(lines)

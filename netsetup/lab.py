@@ -121,8 +121,12 @@ class Lab:
 
     # -- building and tearing down ---------------------------------------
 
-    def up(self) -> None:
-        """Build namespaces, services and the cluster file (no netsetup yet)."""
+    def up(self, cluster: bool = True) -> None:
+        """Build namespaces, services and the cluster file (no netsetup yet).
+
+        With `cluster` false, no node has a key or a cluster file yet: the
+        starting point of `netsetup bootstrap`.
+        """
         if (self.workdir / "pids.json").exists():
             raise LabError(f"{self.workdir}: a lab is already up; "
                            "run `netsetup lab down` first")
@@ -132,7 +136,8 @@ class Lab:
             self._network()
             self._holders()
             self._services()
-            self.write_cluster_file(self.keygen())
+            if cluster:
+                self.write_cluster_file(self.keygen())
         except BaseException:
             self.down()
             raise
@@ -225,9 +230,12 @@ class Lab:
             for node in CLUSTER_NODES
         }
 
-    def write_cluster_file(self, public_keys: dict[str, str],
-                           extra: str = "") -> str:
-        """Write the same cluster file to every node; return its text."""
+    def write_cluster_file(self, public_keys: dict[str, str] | None,
+                           nodes: tuple[str, ...] | None = None) -> str:
+        """Write the same cluster file to `nodes` (default all); return it.
+
+        Without public keys it is a draft, for `netsetup bootstrap`.
+        """
         lines = [
             "[cluster]",
             'name = "lab"',
@@ -236,7 +244,6 @@ class Lab:
             f"listen_port = {LISTEN_PORT}",
             f"protected_ports = [22, {SERVICE_PORT}]",
             f'nodelist = "{self.nodelist_path}"',
-            extra,
         ]
         for node in CLUSTER_NODES:
             lines += [
@@ -245,11 +252,12 @@ class Lab:
                 f'role = "{node.role}"',
                 f'address = "{node.lan4}"',
                 f'vpn_address = "{node.vpn}"',
-                f'public_key = "{public_keys[node.name]}"',
             ]
+            if public_keys is not None:
+                lines.append(f'public_key = "{public_keys[node.name]}"')
         text = "\n".join(lines) + "\n"
-        for node in CLUSTER_NODES:
-            (self.node_dir(node.name) / "cluster.toml").write_text(text)
+        for name in nodes or [node.name for node in CLUSTER_NODES]:
+            (self.node_dir(name) / "cluster.toml").write_text(text)
         self.host_path("master", self.nodelist_path).write_bytes(NODELIST_TEXT)
         return text
 
@@ -299,7 +307,7 @@ class Lab:
         """Run the netsetup CLI inside `node` as that node."""
         argv = [sys.executable, "-m", "netsetup", *args]
         command = args[0] if args else ""
-        if command in ("apply", "plan", "status", "down"):
+        if command in ("apply", "plan", "status", "down", "rekey", "bootstrap"):
             argv += ["--node", node]
             if self.backend is not None:
                 argv += ["--backend", self.backend]

@@ -102,8 +102,12 @@ class Cluster:
         return (self.master,)
 
 
-def load(path: Path) -> Cluster:
-    """Read and validate the cluster file at `path`."""
+def load(path: Path, require_keys: bool = True) -> Cluster:
+    """Read and validate the cluster file at `path`.
+
+    With `require_keys` false (a draft for `netsetup bootstrap`) a node may
+    lack its public key; it is then the empty string.
+    """
     where = str(path)
     try:
         raw = path.read_bytes()
@@ -115,10 +119,10 @@ def load(path: Path) -> Cluster:
         raise SpecError(where, "not UTF-8 text") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(where, f"not valid TOML: {exc}") from exc
-    return parse(data, where)
+    return parse(data, where, require_keys)
 
 
-def parse(data: dict[str, Any], where: str) -> Cluster:
+def parse(data: dict[str, Any], where: str, require_keys: bool = True) -> Cluster:
     """Validate a decoded cluster file; `where` names it in errors."""
     _reject_unknown(data, {"cluster", "nodes"}, where, None, "")
     cluster = data.get("cluster")
@@ -131,7 +135,7 @@ def parse(data: dict[str, Any], where: str) -> Cluster:
 
     fields = _cluster_fields(cluster, where)
     nodes = tuple(
-        _node(raw, index, fields["network"], where)
+        _node(raw, index, fields["network"], where, require_keys)
         for index, raw in enumerate(raw_nodes)
     )
     _check_nodes(nodes, where)
@@ -200,7 +204,8 @@ def _cluster_fields(cluster: dict[str, Any], where: str) -> dict[str, Any]:
     }
 
 
-def _node(raw: Any, index: int, network: IPNetwork, where: str) -> Node:
+def _node(raw: Any, index: int, network: IPNetwork, where: str,
+          require_keys: bool = True) -> Node:
     label = f"nodes[{index}]"
     if not isinstance(raw, dict):
         raise SpecError(where, "must be a table", field=label)
@@ -220,7 +225,10 @@ def _node(raw: Any, index: int, network: IPNetwork, where: str) -> Node:
     address = _address(get("address", str), where, name, "address")
     vpn_address = _address(get("vpn_address", str), where, name, "vpn_address")
     _check_vpn_address(vpn_address, network, where, name)
-    public_key = _public_key(get("public_key", str), where, name)
+    if not require_keys and "public_key" not in raw:
+        public_key = ""
+    else:
+        public_key = _public_key(get("public_key", str), where, name)
     optional_keys = {
         key: _public_key(get(key, str), where, name, key)
         for key in ("next_public_key", "previous_public_key") if key in raw
@@ -250,8 +258,9 @@ def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
         values = names + [
             ("address", "address", str(node.address)),
             ("address", "vpn_address", str(node.vpn_address)),
-            ("public_key", "public_key", node.public_key),
         ]
+        if node.public_key:
+            values.append(("public_key", "public_key", node.public_key))
         for kind, label, value in values:
             other = seen.get((kind, value))
             if other is not None and other[0] != index:
