@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from netsetup import netlink
 from netsetup.errors import LinkError
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,7 @@ class LinkState:
 
 @contextmanager
 def _iproute() -> Iterator[Any]:
-    from pyroute2 import IPRoute
-
-    ipr = IPRoute()
+    ipr = netlink.iproute()
     try:
         yield ipr
     finally:
@@ -43,11 +42,9 @@ def _iproute() -> Iterator[Any]:
 
 @contextmanager
 def _errors(interface: str, doing: str) -> Iterator[None]:
-    from pyroute2.netlink.exceptions import NetlinkError
-
     try:
         yield
-    except NetlinkError as exc:
+    except netlink.netlink_error() as exc:
         raise LinkError(f"{interface}: {doing} failed: {exc}") from exc
 
 
@@ -76,13 +73,11 @@ def create_wireguard(interface: str) -> None:
 
 def delete(interface: str) -> None:
     """Remove the link; a missing link is not an error."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     with _iproute() as ipr:
         try:
             ipr.link("del", ifname=interface)
-        except NetlinkError as exc:
-            if exc.code != ENODEV:
+        except netlink.netlink_error() as exc:
+            if getattr(exc, "code", None) != ENODEV:
                 raise LinkError(f"{interface}: delete failed: {exc}") from exc
 
 
@@ -122,8 +117,6 @@ def route_mtu(destinations: list[str]) -> int | None:
 
     wg-quick derives the tunnel MTU this way; None if no route is known.
     """
-    from pyroute2.netlink.exceptions import NetlinkError
-
     best = None
     with _iproute() as ipr:
         for destination in destinations:
@@ -131,7 +124,7 @@ def route_mtu(destinations: list[str]) -> int | None:
                 (route,) = ipr.route("get", dst=destination)
                 index = route.get_attr("RTA_OIF")
                 (msg,) = ipr.link("get", index=index)
-            except (NetlinkError, ValueError):
+            except (netlink.netlink_error(), ValueError):
                 continue
             mtu = route.get_attr("RTA_METRICS")
             link_mtu = msg.get_attr("IFLA_MTU")

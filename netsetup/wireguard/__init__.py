@@ -83,14 +83,12 @@ BACKENDS = ("kernel", "userspace")
 
 def kernel_available() -> bool:
     """Say whether the kernel's `wireguard` generic-netlink family exists."""
-    from pyroute2.netlink.exceptions import NetlinkError
-    from pyroute2.netlink.generic import GenericNetlinkSocket
-    from pyroute2.netlink.generic.wireguard import wgmsg
+    from netsetup import netlink
 
-    sock = GenericNetlinkSocket()
+    sock = netlink.genl_socket()
     try:
-        sock.bind("wireguard", wgmsg)
-    except NetlinkError:
+        sock.bind("wireguard", netlink.wgmsg())
+    except netlink.netlink_error():
         return False
     finally:
         sock.close()

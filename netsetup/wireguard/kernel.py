@@ -7,7 +7,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from netsetup import link
+from netsetup import link, netlink
 from netsetup.errors import BackendError
 from netsetup.wireguard import DeviceChange, DeviceState, PeerConfig, PeerState
 
@@ -23,16 +23,13 @@ class KernelBackend:
         link.create_wireguard(interface)
 
     def read(self, interface: str) -> DeviceState | None:
-        from pyroute2 import WireGuard
-        from pyroute2.netlink.exceptions import NetlinkError
-
         if link.read(interface) is None:
             return None
-        wg = WireGuard()
+        wg = netlink.wireguard()
         try:
             messages = list(wg.info(interface))
-        except NetlinkError as exc:
-            if exc.code == ENODEV:
+        except netlink.netlink_error() as exc:
+            if getattr(exc, "code", None) == ENODEV:
                 return None
             raise BackendError(f"{interface}: reading the device failed: "
                                f"{exc}") from exc
@@ -41,12 +38,9 @@ class KernelBackend:
         return parse_info(messages)
 
     def configure(self, interface: str, change: DeviceChange) -> None:
-        from pyroute2 import WireGuard
-        from pyroute2.netlink.exceptions import NetlinkError
-
         if not change:
             return
-        wg = WireGuard()
+        wg = netlink.wireguard()
         try:
             # FIXME: pyroute2's set() carries one peer per message, so a
             # change to many peers is several netlink transactions.
@@ -61,7 +55,7 @@ class KernelBackend:
                 wg.set(interface, peer={"public_key": key, "remove": True})
             for peer in change.set_peers:
                 wg.set(interface, peer=_peer_request(peer))
-        except NetlinkError as exc:
+        except netlink.netlink_error() as exc:
             raise BackendError(f"{interface}: configuring the device failed: "
                                f"{exc}") from exc
         finally:

@@ -1,44 +1,16 @@
-"""Fixtures for the namespace lab: one lab per test session.
-
-The lab is built once, netsetup is applied on every cluster node, and each
-test leaves the cluster as it found it (tests that change the cluster file
-put it back). NETSETUP_LAB_BACKEND picks the WireGuard backend (the qemu
-tier sets `kernel`); unset, netsetup chooses.
-"""
+"""The namespace lab tests; the `lab` fixture lives in tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from netsetup.lab import (CLUSTER_NODES, SERVICE_PORT, WORKERS, Lab, _wait_for,
-                          route_outsider_to_vpn)
+HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Called with every collected item, not only this folder's.
     for item in items:
-        item.add_marker(pytest.mark.lab)
-
-
-@pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.fail("the lab tests build network namespaces: run them as root")
-    pid = os.getpid()
-    lab = Lab(Path(f"/run/netsetup-test-{pid}"), prefix=f"nst{pid}",
-              backend=os.environ.get("NETSETUP_LAB_BACKEND") or None)
-    lab.up()
-    try:
-        route_outsider_to_vpn(lab)
-        for node in CLUSTER_NODES:
-            lab.netsetup(node.name, "apply")
-        for worker in WORKERS:
-            _wait_for(
-                lambda: lab.probe("master", [f"{worker.vpn}:{SERVICE_PORT}"])
-                == [True], 15, f"master cannot reach {worker.name} over VPN")
-        yield lab
-    finally:
-        lab.down()
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.lab)
