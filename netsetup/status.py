@@ -22,7 +22,9 @@ def report(
 ) -> dict[str, Any]:
     """Return the node's status as plain data (printed as text or JSON)."""
     now = time.time() if now is None else now
-    names = {peer.public_key: peer.name for peer in cluster.peers_of(node)}
+    # Every key a peer may use (re-keying) names that peer.
+    names = {key: peer.name for peer in cluster.peers_of(node)
+             for key in peer.candidate_keys}
     link = observed.link
     device = observed.device
     peers = []
@@ -35,6 +37,8 @@ def report(
             "allowed_ips": list(peer.allowed_ips),
             "latest_handshake_seconds": None if age is None else round(age, 1),
             "handshake_ok": age is not None and age < REJECT_AFTER_TIME,
+            # a key kept for a rotation, without allowed IPs
+            "standby": not peer.allowed_ips,
             "rx_bytes": peer.rx_bytes,
             "tx_bytes": peer.tx_bytes,
         })
@@ -108,6 +112,8 @@ def problems(result: dict[str, Any]) -> list[str]:
     for name in result["missing_peers"]:
         found.append(f"peer {name}: not configured")
     for peer in result["peers"]:
+        if peer.get("standby"):
+            continue
         if peer["latest_handshake_seconds"] is None:
             found.append(f"peer {peer['name']}: no handshake yet")
         elif not peer["handshake_ok"]:
@@ -134,6 +140,10 @@ def format_text(result: dict[str, Any]) -> str:
     for peer in result["peers"]:
         age = peer["latest_handshake_seconds"]
         shake = "never" if age is None else f"{age:.0f} s ago"
+        if peer.get("standby"):
+            lines.append(f"  peer {peer['name']} {peer['public_key']}: "
+                         "standby key (re-keying)")
+            continue
         lines.append(
             f"  peer {peer['name']} {peer['public_key']}: endpoint "
             f"{peer['endpoint'] or 'none'}, handshake {shake}, "

@@ -39,11 +39,10 @@ REKEY_TIMER = "netsetup-rekey.timer"
 UNITS = (FIREWALL_UNIT, APPLY_UNIT, WATCH_UNIT, RELOAD_UNIT, KEYWATCH_UNIT,
          REKEY_UNIT, REKEY_TIMER)
 
-# What an administrator enables: the two boot units, and the watch if wanted.
-# The reload service has no [Install] section; only the watch starts it.
+# What every node enables. Beside these: the watch where wanted, the rekey
+# timer on the master. The reload and rekey services have no [Install]
+# section; the watch and the timer start them.
 ENABLE = (FIREWALL_UNIT, APPLY_UNIT, KEYWATCH_UNIT)
-# The watch where wanted; the rekey timer on the master only.
-ENABLE_OPTIONAL = (WATCH_UNIT, REKEY_TIMER)
 
 DEFAULT_EXECUTABLE = "/usr/local/bin/netsetup"
 # sd_booted(3): systemd creates this directory when it is PID 1.

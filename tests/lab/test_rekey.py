@@ -114,8 +114,11 @@ def test_rotation_changes_every_key_and_keeps_live_connections(
                      ) == [False, False]
     nodelist = lab.host_path("master", lab.nodelist_path).read_bytes()
     assert b"10.77.0.11" in nodelist and b"192.0.2.11\t" not in nodelist
-    status = json.loads(lab.netsetup("master", "status", "--json",
-                                     check=False).stdout)
+    # healthy: standby keys kept for the next rotation are not problems
+    result = lab.netsetup("master", "status", "--json", check=False)
+    status = json.loads(result.stdout)
+    assert result.returncode == 0, status["problems"]
+    assert {p["name"] for p in status["peers"] if p["standby"]} == set(VPN)
     assert status["keys"]["key_age_days"] < 0.01
     assert status["keys"]["next_rotation"]
 
