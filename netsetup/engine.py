@@ -45,14 +45,15 @@ def desired(ctx: NodeContext) -> Desired:
     """Return the node's desired state; checks the key matches the file."""
     key_path = ctx.settings.key_path(ctx.cluster.interface)
     private_key = keys.effective_private_key(key_path)
-    public_key = keys.public_key(private_key)
+    cache = ctx.settings.public_key_cache
+    public_key = keys.cached_public_key(private_key, cache)
     # During and after a rotation the file may lag behind the key in use
     # for a while: fine if the file knows the key, or the key this node
     # rotated away from, or a switch is still unsettled.
     known = set(ctx.node.candidate_keys)
     previous = keys.previous_key_path(key_path)
-    rotated_from = keys.public_key(keys.read_private_key(previous)) \
-        if previous.exists() else None
+    rotated_from = keys.cached_public_key(keys.read_private_key(previous),
+                                          cache) if previous.exists() else None
     switching = keys.switched_at(key_path) is not None
     if public_key not in known and rotated_from not in known and not switching:
         raise PrivateKeyError(

@@ -66,7 +66,8 @@ def render(cluster: Cluster, node: Node) -> Ruleset:
     template = env.get_template("nftables.nft.j2")
     body = template.render(comment="", **context)
     digest = hashlib.sha256(body.encode()).hexdigest()
-    text = template.render(comment=f"netsetup sha256={digest}", **context)
+    # The digest covers the table with an empty comment; then it goes in.
+    text = body.replace('comment ""', f'comment "netsetup sha256={digest}"', 1)
     return Ruleset(text, digest)
 
 

@@ -118,17 +118,20 @@ def route_mtu(destinations: list[str]) -> int | None:
     wg-quick derives the tunnel MTU this way; None if no route is known.
     """
     best = None
+    link_mtus: dict[int, int] = {}  # a big cluster routes via few links
     with _iproute() as ipr:
-        for destination in destinations:
+        for destination in dict.fromkeys(destinations):
             try:
                 (route,) = ipr.route("get", dst=destination)
                 index = route.get_attr("RTA_OIF")
-                (msg,) = ipr.link("get", index=index)
+                if index not in link_mtus:
+                    (msg,) = ipr.link("get", index=index)
+                    link_mtus[index] = msg.get_attr("IFLA_MTU")
             except (netlink.netlink_error(), ValueError):
                 continue
-            mtu = route.get_attr("RTA_METRICS")
-            link_mtu = msg.get_attr("IFLA_MTU")
-            if mtu is not None and mtu.get_attr("RTAX_MTU"):
-                link_mtu = mtu.get_attr("RTAX_MTU")
-            best = link_mtu if best is None else max(best, link_mtu)
+            metrics = route.get_attr("RTA_METRICS")
+            mtu = link_mtus[index]
+            if metrics is not None and metrics.get_attr("RTAX_MTU"):
+                mtu = metrics.get_attr("RTAX_MTU")
+            best = mtu if best is None else max(best, mtu)
     return best

@@ -46,6 +46,10 @@ class Settings:
         return self.state_dir / f"{interface}.ssh"
 
     @property
+    def public_key_cache(self) -> Path:
+        return self.state_dir / "public-keys"
+
+    @property
     def known_hosts(self) -> Path:
         return self.state_dir / "known_hosts"
 

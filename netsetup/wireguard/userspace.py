@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_DIR = Path("/run/wireguard")  # compiled into wireguard-go
 START_TIMEOUT = 5.0
+UAPI_TIMEOUT = 300.0
 
 
 class UserspaceBackend:
@@ -77,7 +78,13 @@ class UserspaceBackend:
     def configure(self, interface: str, change: DeviceChange) -> None:
         if not change:
             return
-        reply = self._request(interface, uapi.encode_set(change))
+        try:
+            reply = self._request(interface, uapi.encode_set(change))
+        except TimeoutError as exc:
+            raise BackendError(
+                f"{interface}: wireguard-go did not confirm the configuration "
+                f"within {UAPI_TIMEOUT:.0f} s; run apply again to finish "
+                "it") from exc
         errno = uapi.parse_errno(reply)
         if errno != 0:
             raise BackendError(f"{interface}: wireguard-go refused the "
@@ -104,7 +111,10 @@ class UserspaceBackend:
     def _request(self, interface: str, request: bytes) -> str:
         path = self.socket_path(interface)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(10)
+            # wireguard-go answers a `set` only when it has acted on every
+            # peer; seen to take minutes for 1000 peers whose endpoints do
+            # not answer ARP. Long, but not for ever.
+            sock.settimeout(UAPI_TIMEOUT)
             sock.connect(str(path))
             sock.sendall(request)
             reply = b""
