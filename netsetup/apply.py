@@ -62,7 +62,22 @@ def execute(
         else:
             raise NetsetupError(f"internal: unknown action {action.kind!r}")
         log.info("%s", action.summary)
+    _record_applied_config(settings)
     faults.point("done")
+
+
+def _record_applied_config(settings: Settings) -> None:
+    # What `apply --confirm` returns the cluster file to if not confirmed.
+    try:
+        current = settings.config.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        if settings.applied_config.read_bytes() == current:
+            return
+    except FileNotFoundError:
+        pass
+    files.write_atomic(settings.applied_config, current, mode=0o600)
 
 
 def _load_table(nft: Nft, ruleset: Ruleset, settings: Settings) -> None:
@@ -76,7 +91,23 @@ def _load_table(nft: Nft, ruleset: Ruleset, settings: Settings) -> None:
 
 
 def restore_firewall(nft: Nft, settings: Settings) -> bool:
-    """Load the table saved by the last apply; say whether there was one."""
+    """Load the table saved by the last apply; say whether there was one.
+
+    At boot, an `apply --confirm` still waiting for its confirmation was
+    never confirmed (its timer died with the old boot): it is reverted here.
+    """
+    from netsetup import revert
+    from netsetup.wireguard import select
+
+    pending = revert.load_pending(settings)
+    if pending is not None:
+        log.warning("apply %s was not confirmed before the reboot: reverting",
+                    pending.id)
+        backend = select(pending.backend, settings.wireguard_go,
+                         str(settings.run_dir))
+        errors = revert.revert(pending, backend, nft, settings)
+        if errors:
+            raise NetsetupError("revert incomplete: " + "; ".join(errors))
     saved = settings.saved_ruleset
     try:
         text = saved.read_text()

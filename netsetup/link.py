@@ -48,6 +48,11 @@ def _errors(interface: str, doing: str) -> Iterator[None]:
         raise LinkError(f"{interface}: {doing} failed: {exc}") from exc
 
 
+def is_link_local(cidr: str) -> bool:
+    """Say whether an "address/prefix" is IPv6 link-local (the kernel's)."""
+    return ipaddress.ip_interface(cidr).ip.is_link_local
+
+
 def read(interface: str) -> LinkState | None:
     """Return the link's state, or None if no such link exists."""
     with _iproute() as ipr:

@@ -14,7 +14,7 @@ from typing import Any
 from netsetup import nodelist, sshkeys
 from netsetup.errors import NetsetupError
 from netsetup.firewall import Ruleset, TableState
-from netsetup.link import WIREGUARD_OVERHEAD, LinkState
+from netsetup.link import WIREGUARD_OVERHEAD, LinkState, is_link_local
 from netsetup.spec import Cluster, Node
 from netsetup.wireguard import DeviceChange, DeviceState, PeerConfig
 
@@ -236,10 +236,6 @@ def _describe_peer(peer: PeerConfig) -> str:
             f"keepalive {peer.persistent_keepalive or 'off'})")
 
 
-def _is_link_local(cidr: str) -> bool:
-    return ipaddress.ip_interface(cidr).ip.is_link_local
-
-
 def _addresses(desired: Desired, observed: Observed) -> list[Action]:
     have = set() if observed.link is None else set(observed.link.addresses)
     want = set(desired.addresses)
@@ -250,7 +246,7 @@ def _addresses(desired: Desired, observed: Observed) -> list[Action]:
     # ours to remove.
     actions += [Action("addresses", "remove-address",
                        f"{name}: remove address {cidr}", cidr)
-                for cidr in sorted(have - want) if not _is_link_local(cidr)]
+                for cidr in sorted(have - want) if not is_link_local(cidr)]
     return actions
 
 

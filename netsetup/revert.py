@@ -1,12 +1,18 @@
 """Confirm-or-revert: `apply --confirm N` undoes itself unless confirmed.
 
 Before changing anything, apply records a snapshot of what it may change:
-the table's text, the WireGuard device and link, and every file it may
-write. It then starts a timer that is not a child of the caller's session
-(a transient systemd timer where systemd runs, else a process in a session
-of its own), so the revert still happens if the SSH connection drops or the
-apply process is killed. `netsetup confirm` removes the snapshot; a timer
-that finds no snapshot with its id does nothing.
+the table's text, the WireGuard device and link, every file it may write,
+and the cluster file as it was last applied. It then starts a timer that
+is not a child of the caller's session (a transient systemd timer where
+systemd runs, else a process in a session of its own), so the revert still
+happens if the SSH connection drops or the apply process is killed.
+`netsetup confirm` removes the snapshot; a timer that finds no snapshot
+with its id does nothing.
+
+The snapshot lives in the state directory, not under /run: a node rebooted
+before the confirmation reverts at boot (`restore-firewall`), so power
+cycling a node that an unconfirmed change cut off brings the old state back,
+and `netsetup.service` then applies the restored cluster file.
 
 The revert needs nothing but the snapshot: not the cluster file, which may
 be the very thing that was wrong.
@@ -56,11 +62,11 @@ class Snapshot:
 
 
 def pending_path(settings: Settings) -> Path:
-    return settings.run_dir / "pending.json"
+    return settings.state_dir / "pending.json"
 
 
 def last_revert_path(settings: Settings) -> Path:
-    return settings.run_dir / "last-revert.json"
+    return settings.state_dir / "last-revert.json"
 
 
 def load_pending(settings: Settings) -> Snapshot | None:
@@ -73,7 +79,8 @@ def load_pending(settings: Settings) -> Snapshot | None:
 
 def _files_to_keep(settings: Settings, nodelists: tuple[Path, ...]) -> list[Path]:
     """Every file an apply may write, so the revert can put each back."""
-    paths = [settings.saved_ruleset, settings.firewall_state, *nodelists]
+    paths = [settings.saved_ruleset, settings.firewall_state,
+             settings.applied_config, *nodelists]
     state = settings.nodelist_state
     if state.is_dir():
         paths += sorted(p for p in state.rglob("*") if p.is_file())
@@ -94,6 +101,13 @@ def take(
             contents[str(path)] = base64.b64encode(path.read_bytes()).decode()
         except FileNotFoundError:
             contents[str(path)] = None
+    try:
+        # Reverting puts the cluster file back as it was last applied, so
+        # a later apply (boot, reload) does not bring the change back.
+        applied = settings.applied_config.read_bytes()
+        contents[str(settings.config)] = base64.b64encode(applied).decode()
+    except FileNotFoundError:
+        pass
     snapshot = Snapshot(
         id=secrets.token_hex(8),
         created=now,
@@ -113,7 +127,7 @@ def take(
         folders=[str(settings.nodelist_state)],
     )
     # The snapshot holds the private key: root-only, like the key file.
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     files.write_atomic(pending_path(settings),
                           json.dumps(asdict(snapshot)).encode(), mode=0o600)
     return snapshot
@@ -214,9 +228,13 @@ def _revert_link(name: str, old: dict[str, Any]) -> None:
     assert current is not None
     if current.mtu != old["mtu"]:
         link.set_mtu(name, old["mtu"])
-    for cidr in sorted(set(current.addresses) - set(old["addresses"])):
+    # IPv6 link-local addresses belong to the kernel, not to the snapshot
+    # (a re-created link has a new one).
+    have = {a for a in current.addresses if not link.is_link_local(a)}
+    want = {a for a in old["addresses"] if not link.is_link_local(a)}
+    for cidr in sorted(have - want):
         link.del_address(name, cidr)
-    for cidr in sorted(set(old["addresses"]) - set(current.addresses)):
+    for cidr in sorted(want - have):
         link.add_address(name, cidr)
     if old["up"] and not current.up:
         link.set_up(name)

@@ -46,6 +46,11 @@ class Settings:
         return self.state_dir / f"{interface}.ssh"
 
     @property
+    def applied_config(self) -> Path:
+        """A copy of the cluster file as last applied (for reverts)."""
+        return self.state_dir / "cluster.applied.toml"
+
+    @property
     def public_key_cache(self) -> Path:
         return self.state_dir / "public-keys"
 

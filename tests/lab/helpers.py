@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from netsetup.lab import INTERFACE, Lab
+from netsetup.lab import ECHO_PORT, INTERFACE, SERVICE_PORT, UNMANAGED_PORT, Lab
 
 
 def table_handle(lab: Lab, node: str) -> int | None:
@@ -58,3 +60,26 @@ def cluster_file(lab: Lab, nodes: list[str], text: str) -> Iterator[None]:
     finally:
         for node, old in saved.items():
             (lab.node_dir(node) / "cluster.toml").write_text(old)
+
+
+def power_off(lab: Lab, node: str) -> None:
+    """Like a power cut: every process of the node dies, /run is emptied,
+    and what the kernel held (the tunnel, the table) is gone."""
+    holder = lab.holder(node)
+    pids = lab.run(node, ["ip", "netns", "pids", lab.netns(node)]).stdout.split()
+    for pid in pids:
+        if int(pid) != holder:
+            subprocess.run(["kill", "-9", pid], check=False)
+    lab.run(node, ["ip", "link", "del", INTERFACE], check=False)
+    lab.run(node, ["nft", "delete", "table", "inet", "netsetup"], check=False)
+    run_dir = lab.node_dir(node) / "run"
+    for path in run_dir.iterdir():
+        if path.is_file():
+            path.unlink()
+
+
+def start_services(lab: Lab, node: str) -> None:
+    """Start the worker's sshd and service again, as its boot would."""
+    lab.start_sshd(node, None)
+    lab.spawn(node, [sys.executable, "-m", "netsetup.labtools", "serve",
+                     str(SERVICE_PORT), str(UNMANAGED_PORT), str(ECHO_PORT)])

@@ -9,11 +9,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from helpers import cluster_file, cluster_text, wg_dump
+from helpers import (cluster_file, cluster_text, power_off, start_services,
+                     wg_dump)
 from netsetup.lab import NODELIST_TEXT, Lab
 
 NODE = "worker-1"
 SECONDS = 5
+BOOKKEEPING = {"pending.json", "last-revert.json", "public-keys"}
 
 
 def _state(lab: Lab) -> dict[str, Any]:
@@ -30,8 +32,10 @@ def _state(lab: Lab) -> dict[str, Any]:
         "link": (link["ifindex"], link["mtu"], sorted(
             f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"])),
         "nodelist": lab.host_path(NODE, lab.nodelist_path).read_bytes(),
+        # not the bookkeeping of confirm and revert themselves
         "state_files": {str(p.relative_to(etc)): p.read_bytes()
-                        for p in sorted(etc.rglob("*")) if p.is_file()},
+                        for p in sorted(etc.rglob("*")) if p.is_file()
+                        and p.name not in BOOKKEEPING},
     }
 
 
@@ -52,7 +56,7 @@ def variant(lab: Lab) -> Iterator[str]:
 
 
 def _wait_for_revert(lab: Lab) -> None:
-    pending = lab.node_dir(NODE) / "run" / "pending.json"
+    pending = lab.node_dir(NODE) / "etc" / "pending.json"
     deadline = time.monotonic() + SECONDS + 15
     while pending.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -76,6 +80,7 @@ def test_unconfirmed_apply_reverts_everything_byte_for_byte(
     lab: Lab, variant: str,
 ) -> None:
     before = _state(lab)
+    original = cluster_text(lab, NODE)
     with cluster_file(lab, [NODE], variant):
         result = lab.netsetup(NODE, "apply", "--confirm", str(SECONDS))
         assert "NEW state is live" in result.stdout
@@ -86,6 +91,8 @@ def test_unconfirmed_apply_reverts_everything_byte_for_byte(
         again = lab.netsetup(NODE, "apply", check=False)
         assert again.returncode == 2 and "netsetup confirm" in again.stderr
         _wait_for_revert(lab)
+        # the cluster file too, so the next apply does not bring it back
+        assert cluster_text(lab, NODE) == original
     assert _state(lab) == before
     assert lab.ssh("master", "10.77.0.11")
     late = lab.netsetup(NODE, "confirm", check=False)
@@ -102,3 +109,28 @@ def test_confirmed_apply_stays(lab: Lab, variant: str) -> None:
         assert lab.netsetup(NODE, "plan", check=False).returncode == 0
     log = Path(lab.node_dir(NODE) / "run" / "revert.log").read_text()
     assert "nothing to revert" in log
+
+
+def test_reboot_before_confirmation_reverts_at_boot(lab: Lab, variant: str) -> None:
+    before = _state(lab)
+    original = cluster_text(lab, NODE)
+    with cluster_file(lab, [NODE], variant):
+        lab.netsetup(NODE, "apply", "--confirm", "300")
+        assert _state(lab)["link"][1] == 1400
+        power_off(lab, NODE)
+        # boot: the firewall unit first, before any network
+        lab.netsetup(NODE, "restore-firewall")
+        assert cluster_text(lab, NODE) == original
+        assert not (lab.node_dir(NODE) / "etc" / "pending.json").exists()
+        booted = lab.run(NODE, ["nft", "-s", "list", "table", "inet",
+                                "netsetup"]).stdout
+        assert booted == before["table"]
+        assert lab.host_path(NODE, lab.nodelist_path).read_bytes() == \
+            before["nodelist"]
+        # then netsetup.service, once the network is up
+        start_services(lab, NODE)
+        lab.netsetup(NODE, "apply")
+    link = _state(lab)["link"]
+    assert link[1] == before["link"][1] == 1420  # a new link, the old config
+    assert "10.77.0.11/24" in link[2]
+    assert lab.ssh("master", "10.77.0.11")

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from helpers import cluster_text, wg_dump
+from helpers import cluster_text, power_off, start_services, wg_dump
 from netsetup.lab import ECHO_PORT, SERVICE_PORT, WORKERS, Lab
 
 REKEY_TIMEOUT = 12
@@ -167,17 +167,6 @@ def test_fault_during_rekey_heals_once_the_timers_have_run(
     _consistent(lab)
 
 
-def _shut_down(lab: Lab, node: str) -> None:
-    """Power off: every process of the node dies and its tunnel vanishes."""
-    holder = lab.holder(node)
-    pids = lab.run(node, ["ip", "netns", "pids", lab.netns(node)]).stdout.split()
-    for pid in pids:
-        if int(pid) != holder:
-            subprocess.run(["kill", "-9", pid], check=False)
-    lab.run(node, ["ip", "link", "del", "wg-mascot"], check=False)
-    lab.run(node, ["nft", "delete", "table", "inet", "netsetup"], check=False)
-
-
 def _boot(lab: Lab, node: str) -> None:
     """What the node's systemd units run at boot, in their order."""
     lab.netsetup(node, "restore-firewall")
@@ -188,13 +177,11 @@ def _boot(lab: Lab, node: str) -> None:
 def test_worker_down_during_rotation_rejoins_by_itself(rekey_lab: Lab) -> None:
     lab = rekey_lab
     old_master_key = wg_dump(lab, "master")[0][1]
-    _shut_down(lab, "worker-2")
+    power_off(lab, "worker-2")
     result = lab.netsetup("master", "rekey", check=False)
     assert result.returncode == 1 and "worker-2: NOT rotated" in result.stdout
     assert wg_dump(lab, "master")[0][1] != old_master_key  # it switched anyway
-    lab.start_sshd("worker-2", None)
-    lab.spawn("worker-2", [sys.executable, "-m", "netsetup.labtools", "serve",
-                           str(SERVICE_PORT), "8080", str(ECHO_PORT)])
+    start_services(lab, "worker-2")
     _boot(lab, "worker-2")
     deadline = time.monotonic() + 60
     while not lab.ssh("master", VPN["worker-2"]):
