@@ -226,7 +226,8 @@ def status(options: Options, node_name: str | None, backend: str | None,
     ctx = engine.load_context(options.settings, node_name, backend)
     observed = engine.observe_node(ctx)
     result = reporting.report(
-        ctx.cluster, ctx.node, observed, render(ctx.cluster, ctx.node),
+        ctx.cluster, ctx.node, observed,
+        render(ctx.cluster, ctx.node, options.settings.ruleset_cache),
         ctx.nft.counters(), ctx.backend.name, engine.rewritten_files(ctx))
     result["keys"] = reporting.key_info(ctx.cluster, ctx.node, options.settings)
     click.echo(json.dumps(result, indent=2) if as_json

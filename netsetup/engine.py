@@ -59,7 +59,7 @@ def desired(ctx: NodeContext) -> Desired:
         raise PrivateKeyError(
             f"{key_path}: its public key {public_key} is not the one "
             f"{ctx.cluster.path} lists for node {ctx.node.name!r}")
-    ruleset = render(ctx.cluster, ctx.node)
+    ruleset = render(ctx.cluster, ctx.node, ctx.settings.ruleset_cache)
     return planning.desired_state(
         ctx.cluster, ctx.node, private_key, public_key, ruleset,
         ctx.settings.authorized_keys, sshkeys.entry(ctx.cluster, ctx.settings))

@@ -76,5 +76,9 @@ class Settings:
         return self.state_dir / "firewall.nft"
 
     @property
+    def ruleset_cache(self) -> Path:
+        return self.run_dir / "ruleset.cache"
+
+    @property
     def firewall_state(self) -> Path:
         return self.run_dir / "firewall.sha256"

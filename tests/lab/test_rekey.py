@@ -234,3 +234,27 @@ def test_sshd_refuses_the_master_key_from_another_address(rekey_lab: Lab) -> Non
     finally:
         (lab.node_dir("worker-1") / "cluster.toml").write_text(text)
         lab.netsetup("worker-1", "apply")
+
+
+def test_timer_run_waits_for_the_interval(rekey_lab: Lab) -> None:
+    lab = rekey_lab
+    before = wg_dump(lab, "master")[0][1]
+    result = lab.netsetup("master", "-v", "rekey", "--if-due", check=False)
+    assert result.returncode == 0 and "not due yet" in result.stderr
+    assert wg_dump(lab, "master")[0][1] == before
+
+
+def test_down_removes_only_the_agent_entry(rekey_lab: Lab) -> None:
+    lab = rekey_lab
+    path = lab.node_dir("worker-1") / "ssh" / "authorized_keys"
+    with_entry = path.read_bytes()
+    assert b"netsetup-rekey:lab" in with_entry
+    lab.netsetup("worker-1", "down")
+    try:
+        without = path.read_bytes()
+        assert b"netsetup-rekey" not in without
+        assert without == b"".join(line for line in with_entry.splitlines(
+            keepends=True) if b"netsetup-rekey" not in line)
+    finally:
+        lab.netsetup("worker-1", "apply")
+    assert path.read_bytes() == with_entry
