@@ -36,10 +36,11 @@ def _break_down(lab: Lab, node: str, old_table: str) -> None:
                 + old_table)
     subprocess.run(lab._nsenter(node) + ["nft", "-f", "-"], input=document,
                    text=True, check=True)
-    # As after a reboot: what netsetup remembers under /run is gone, so
-    # every run takes the same path (the table is always reloaded).
-    for name in ("firewall.sha256", "ruleset.cache"):
-        (lab.node_dir(node) / "run" / name).unlink(missing_ok=True)
+    # As after a reboot, and with no cache: every run takes the same path
+    # (the table is always reloaded, every cache written).
+    for name in ("run/firewall.sha256", "run/ruleset.cache",
+                 "etc/public-keys", "etc/cluster.applied.toml"):
+        (lab.node_dir(node) / name).unlink(missing_ok=True)
     if node == "master":
         lab.host_path(node, lab.nodelist_path).write_bytes(NODELIST_TEXT)
 
