@@ -75,8 +75,7 @@ def _commit(ctx: engine.NodeContext, key_path: Any) -> dict[str, Any]:
     faults.point("agent switch marked")
     # The switch itself is an ordinary apply: the desired private key is
     # now the next one. keywatch promotes or abandons it later.
-    wanted, _, actions = engine.compute_plan(ctx)
-    applying.execute(actions, wanted, ctx.backend, ctx.nft, ctx.settings)
+    applying.converge(ctx)
     faults.point("agent switched")
     return _status(ctx, key_path)
 
@@ -96,9 +95,8 @@ def _cluster(settings: Settings, data: bytes) -> dict[str, Any]:
         files.write_atomic(settings.config, data)
         log.info("%s: replaced with the master's copy", settings.config)
     ctx = engine.load_context(settings, None, None)
-    wanted, _, actions = engine.compute_plan(ctx)
-    applying.execute(actions, wanted, ctx.backend, ctx.nft, settings)
-    return {"node": ctx.node.name, "changes": len(actions)}
+    result = applying.converge(ctx)
+    return {"node": ctx.node.name, "changes": len(result.actions)}
 
 
 def _read(settings: Settings) -> bytes | None:

@@ -9,8 +9,10 @@ addresses they will name can be reached.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netsetup import faults, files, link, nodelist, sshkeys
 from netsetup.errors import NetsetupError
@@ -20,10 +22,52 @@ from netsetup.settings import Settings
 from netsetup.spec import Cluster
 from netsetup.wireguard import Backend
 
+if TYPE_CHECKING:
+    from netsetup.engine import NodeContext
+    from netsetup.revert import Snapshot
+
 log = logging.getLogger(__name__)
 
 DEVICE_KINDS = {"set-private-key", "set-listen-port", "add-peer", "update-peer",
                 "remove-peer", "reset-peers"}
+
+
+@dataclass
+class ConvergeResult:
+    actions: list[Action]
+    snapshot: Snapshot | None = None  # when --confirm armed a revert
+    timer: str = ""
+
+
+def converge(ctx: NodeContext, confirm_seconds: int | None = None
+             ) -> ConvergeResult:
+    """Plan and carry out `apply` on the node of `ctx`.
+
+    With `confirm_seconds`, first record a snapshot and start the timer
+    that reverts to it unless `netsetup confirm` comes in time. The caller
+    holds the node lock.
+    """
+    from netsetup import engine, revert
+
+    settings = ctx.settings
+    pending = revert.load_pending(settings)
+    if pending is not None:
+        raise revert.PendingError(
+            "an apply --confirm is waiting: run `netsetup confirm` to keep it, "
+            "or wait for it to revert at "
+            + time.strftime("%H:%M:%S", time.localtime(pending.deadline)))
+    wanted, _, actions = engine.compute_plan(ctx)
+    result = ConvergeResult(actions)
+    if not actions:
+        return result
+    if confirm_seconds is not None:
+        result.snapshot = revert.take(settings, ctx.cluster.interface,
+                                      ctx.backend, ctx.nft, ctx.cluster.nodelist,
+                                      confirm_seconds)
+        result.timer = revert.start_timer(result.snapshot, settings)
+        faults.point("revert timer started")
+    execute(actions, wanted, ctx.backend, ctx.nft, settings)
+    return result
 
 
 def execute(

@@ -95,8 +95,7 @@ def bootstrap(settings: Settings, node_name: str | None, backend: str | None,
     log.info("%s: completed with every node's public key", settings.config)
 
     ctx = engine.load_context(settings, master.name, backend)
-    wanted, _, actions = engine.compute_plan(ctx)
-    applying.execute(actions, wanted, ctx.backend, ctx.nft, settings)
+    applying.converge(ctx)
     for worker in ctx.cluster.workers:
         host = str(worker.address)
         shell.netsetup(host, ["--config", str(settings.config), "write-config"],

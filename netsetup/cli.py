@@ -134,7 +134,7 @@ def apply(options: Options, node_name: str | None, backend: str | None,
     import time
 
     from netsetup import apply as applying
-    from netsetup import engine, faults, guard, revert
+    from netsetup import engine, guard
     from netsetup.errors import LockoutError
     from netsetup.lock import node_lock
 
@@ -145,28 +145,16 @@ def apply(options: Options, node_name: str | None, backend: str | None,
     if reason is not None and not allow_lockout:
         raise LockoutError(f"refusing to apply on {ctx.node.name}: {reason}")
     with node_lock(settings.lock_path):
-        pending = revert.load_pending(settings)
-        if pending is not None:
-            raise revert.PendingError(
-                "an apply --confirm is waiting: run `netsetup confirm` to keep "
-                "it, or wait for it to revert at "
-                + time.strftime("%H:%M:%S", time.localtime(pending.deadline)))
-        wanted, _, actions = engine.compute_plan(ctx)
-        if not actions:
-            log.info("%s: nothing to do", ctx.node.name)
-            return
-        if confirm_seconds is not None:
-            snapshot = revert.take(settings, ctx.cluster.interface, ctx.backend,
-                                   ctx.nft, ctx.cluster.nodelist, confirm_seconds)
-            timer = revert.start_timer(snapshot, settings)
-            faults.point("revert timer started")
-        applying.execute(actions, wanted, ctx.backend, ctx.nft, settings)
-    log.info("%s: %d change(s) applied", ctx.node.name, len(actions))
-    if confirm_seconds is not None:
-        when = time.strftime("%H:%M:%S", time.localtime(snapshot.deadline))
+        result = applying.converge(ctx, confirm_seconds)
+    if not result.actions:
+        log.info("%s: nothing to do", ctx.node.name)
+        return
+    log.info("%s: %d change(s) applied", ctx.node.name, len(result.actions))
+    if result.snapshot is not None:
+        when = time.strftime("%H:%M:%S", time.localtime(result.snapshot.deadline))
         click.echo(f"{ctx.node.name}: the NEW state is live now; it reverts "
                    f"to the previous one at {when} (in {confirm_seconds} s, "
-                   f"{timer}) unless `netsetup confirm` runs first")
+                   f"{result.timer}) unless `netsetup confirm` runs first")
 
 
 @cli.command()

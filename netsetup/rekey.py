@@ -297,8 +297,7 @@ def rotate_master(settings: Settings, ctx: engine.NodeContext,
     _write_cluster(settings, text)
     faults.point("rekey master key switched")
     ctx = engine.load_context(settings, master.name, ctx.backend.name)
-    wanted, _, actions = engine.compute_plan(ctx)
-    applying.execute(actions, wanted, ctx.backend, ctx.nft, settings)
+    applying.converge(ctx)
     _poke([str(w.vpn_address) for w in ctx.cluster.workers])
     return f"switched to {announced}, announced {following}"
 
