@@ -225,6 +225,11 @@ def _node(raw: Any, index: int, network: IPNetwork, where: str,
     address = _address(get("address", str), where, name, "address")
     vpn_address = _address(get("vpn_address", str), where, name, "vpn_address")
     _check_vpn_address(vpn_address, network, where, name)
+    if address in network:
+        # The tunnel's own packets to this node would be routed into it.
+        raise SpecError(where, f"{address} is inside the VPN network {network}; "
+                        "a node's LAN address must be outside it",
+                        node=name, field="address")
     if not require_keys and "public_key" not in raw:
         public_key = ""
     else:
