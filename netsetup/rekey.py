@@ -87,13 +87,13 @@ def converge_peers(ctx: engine.NodeContext) -> list[str]:
     does nothing on a node whose interface is not up.
     """
     changes = []
-    wanted, observed, _ = engine.compute_plan(ctx)
+    observed = engine.observe_node(ctx)
     if observed.link is None:
         return []
     settled = settle_own_key(ctx, observed, time.time())
     if settled is not None:
         changes.append(f"own key {settled}")
-        wanted = engine.desired(ctx)
+    wanted = engine.desired(ctx)
     actions = peer_actions(make_plan(wanted, observed))
     if actions:
         applying.execute(actions, wanted, ctx.backend, ctx.nft, ctx.settings)
