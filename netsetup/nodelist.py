@@ -239,6 +239,12 @@ def plan_file(path: Path, mapping: Mapping[str, str]) -> FileChange | None:
     old = _read_or_none(path)
     if old is None:
         return None
+    return file_change(path, old, mapping)
+
+
+def file_change(path: Path, old: bytes, mapping: Mapping[str, str]
+                ) -> FileChange | None:
+    """Return the change rewriting `old` (the bytes of `path`) would make."""
     new = rewrite(old, mapping)
     if new == old:
         return None

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from netsetup import link
+from netsetup.errors import NodeListError
 from netsetup.firewall import Nft
 from netsetup.plan import Observed
 from netsetup.settings import Settings
@@ -31,7 +32,7 @@ def observe(
         table=nft.read(),
         recorded_listing=_read_text(settings.firewall_state),
         route_mtu=route_mtu,
-        files={path: _read_bytes(path) for path in cluster.nodelist},
+        files={path: read_nodelist(path) for path in cluster.nodelist},
         authorized_keys=None if node.is_master
         else _read_bytes(settings.authorized_keys),
     )
@@ -42,6 +43,18 @@ def _read_text(path: Path) -> str | None:
         return path.read_text().strip()
     except FileNotFoundError:
         return None
+
+
+def read_nodelist(path: Path) -> bytes | None:
+    """Return a node-list file's bytes, None if absent; refuse a link.
+
+    Files are replaced by rename, which would turn a symbolic link into a
+    plain file: better to say so before changing anything.
+    """
+    if path.is_symlink():
+        raise NodeListError(f"{path}: is a symbolic link; name its target "
+                            "in the cluster file's nodelist")
+    return _read_bytes(path)
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -262,12 +262,11 @@ def _files(desired: Desired, observed: Observed) -> list[Action]:
         if data is None:
             continue
         try:
-            new = nodelist.rewrite(data, desired.nodelist_map)
+            change = nodelist.file_change(path, data, desired.nodelist_map)
         except ValueError as exc:
             raise PlanError(f"{path}: cannot rewrite: {exc}") from exc
-        if new == data:
+        if change is None:
             continue
-        change = nodelist.FileChange(path, data, new)
         lines = "; ".join(change.diff_lines())
         actions.append(Action("files", "rewrite-nodelist",
                               f"{path}: {lines}", change))
