@@ -1,7 +1,8 @@
-"""Links and addresses through rtnetlink (pyroute2's IPRoute).
+"""Links and addresses through rtnetlink.
 
-Thin calls only: each function does one netlink exchange and turns
-pyroute2's NetlinkError into LinkError naming the interface.
+Thin calls only, over `netsetup.rtnl` (a plain socket); only creating a
+kernel WireGuard link takes pyroute2. Each function turns a netlink error
+into LinkError naming the interface.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import ipaddress
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
-from netsetup import netlink
+from netsetup import netlink, rtnl
 from netsetup.errors import LinkError
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,12 @@ class LinkState:
 
 
 @contextmanager
-def _iproute() -> Iterator[Any]:
-    ipr = netlink.iproute()
+def _socket(interface: str, doing: str) -> Iterator[rtnl.Socket]:
+    """An rtnetlink socket; its errors become LinkError naming `interface`."""
     try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-@contextmanager
-def _errors(interface: str, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except netlink.netlink_error() as exc:
+        with rtnl.Socket() as sock:
+            yield sock
+    except OSError as exc:
         raise LinkError(f"{interface}: {doing} failed: {exc}") from exc
 
 
@@ -55,66 +49,75 @@ def is_link_local(cidr: str) -> bool:
 
 def read(interface: str) -> LinkState | None:
     """Return the link's state, or None if no such link exists."""
-    with _iproute() as ipr:
-        indexes = ipr.link_lookup(ifname=interface)
-        if not indexes:
+    with _socket(interface, "reading the link") as sock:
+        found = rtnl.link(sock, name=interface)
+        if found is None:
             return None
-        index = indexes[0]
-        (msg,) = ipr.link("get", index=index)
-        info = msg.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-        addresses = sorted(
-            f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}"
-            for addr in ipr.get_addr(index=index)
-        )
-    return LinkState(index, kind, msg.get_attr("IFLA_MTU"),
-                     bool(msg["flags"] & IFF_UP), tuple(addresses))
+        addresses = sorted(f"{addr.address}/{addr.prefixlen}"
+                           for addr in rtnl.addresses(sock, found.index))
+    return LinkState(found.index, found.kind, found.mtu,
+                     bool(found.flags & IFF_UP), tuple(addresses))
 
 
 def create_wireguard(interface: str) -> None:
-    with _iproute() as ipr, _errors(interface, "creating the wireguard link"):
+    """Create a kernel WireGuard link (pyroute2, as the kernel backend)."""
+    ipr = netlink.iproute()
+    try:
         ipr.link("add", ifname=interface, kind="wireguard")
+    except netlink.netlink_error() as exc:
+        raise LinkError(
+            f"{interface}: creating the wireguard link failed: {exc}") from exc
+    finally:
+        ipr.close()
 
 
 def delete(interface: str) -> None:
     """Remove the link; a missing link is not an error."""
-    with _iproute() as ipr:
+    with _socket(interface, "deleting the link") as sock:
         try:
-            ipr.link("del", ifname=interface)
-        except netlink.netlink_error() as exc:
-            if getattr(exc, "code", None) != ENODEV:
-                raise LinkError(f"{interface}: delete failed: {exc}") from exc
+            rtnl.delete_link(sock, interface)
+        except rtnl.NetlinkError as exc:
+            if exc.errno != ENODEV:
+                raise
 
 
 def set_mtu(interface: str, mtu: int) -> None:
-    with _iproute() as ipr, _errors(interface, f"setting MTU {mtu}"):
-        ipr.link("set", ifname=interface, mtu=mtu)
+    with _socket(interface, f"setting MTU {mtu}") as sock:
+        rtnl.set_mtu(sock, interface, mtu)
 
 
 def set_up(interface: str) -> None:
-    with _iproute() as ipr, _errors(interface, "bringing the link up"):
-        ipr.link("set", ifname=interface, state="up")
+    with _socket(interface, "bringing the link up") as sock:
+        rtnl.set_flags(sock, interface, IFF_UP, IFF_UP)
 
 
 def add_address(interface: str, cidr: str) -> None:
     address, prefix = cidr.split("/")
-    with _iproute() as ipr, _errors(interface, f"adding {cidr}"):
-        (index,) = ipr.link_lookup(ifname=interface)
-        ipr.addr("add", index=index, address=address, prefixlen=int(prefix))
+    with _socket(interface, f"adding {cidr}") as sock:
+        rtnl.add_address(sock, _index(sock, interface), address, int(prefix))
 
 
 def del_address(interface: str, cidr: str) -> None:
     address, prefix = cidr.split("/")
-    with _iproute() as ipr, _errors(interface, f"removing {cidr}"):
-        (index,) = ipr.link_lookup(ifname=interface)
-        ipr.addr("del", index=index, address=address, prefixlen=int(prefix))
+    with _socket(interface, f"removing {cidr}") as sock:
+        rtnl.delete_address(sock, _index(sock, interface), address, int(prefix))
+
+
+def _index(sock: rtnl.Socket, interface: str) -> int:
+    found = rtnl.link(sock, name=interface)
+    if found is None:
+        raise rtnl.NetlinkError(ENODEV, "no such link")
+    return found.index
 
 
 def local_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """Return every address configured in this network namespace."""
-    with _iproute() as ipr:
-        return [ipaddress.ip_address(addr.get_attr("IFA_ADDRESS"))
-                for addr in ipr.get_addr()]
+    try:
+        with rtnl.Socket() as sock:
+            found = rtnl.addresses(sock)
+    except OSError as exc:
+        raise LinkError(f"reading the local addresses failed: {exc}") from exc
+    return [ipaddress.ip_address(addr.address) for addr in found]
 
 
 def route_mtu(destinations: list[str]) -> int | None:
@@ -124,19 +127,19 @@ def route_mtu(destinations: list[str]) -> int | None:
     """
     best = None
     link_mtus: dict[int, int] = {}  # a big cluster routes via few links
-    with _iproute() as ipr:
-        for destination in dict.fromkeys(destinations):
-            try:
-                (route,) = ipr.route("get", dst=destination)
-                index = route.get_attr("RTA_OIF")
-                if index not in link_mtus:
-                    (msg,) = ipr.link("get", index=index)
-                    link_mtus[index] = msg.get_attr("IFLA_MTU")
-            except (netlink.netlink_error(), ValueError):
-                continue
-            metrics = route.get_attr("RTA_METRICS")
-            mtu = link_mtus[index]
-            if metrics is not None and metrics.get_attr("RTAX_MTU"):
-                mtu = metrics.get_attr("RTAX_MTU")
-            best = mtu if best is None else max(best, mtu)
+    try:
+        with rtnl.Socket() as sock:
+            for destination in dict.fromkeys(destinations):
+                route = rtnl.route(sock, destination)
+                if route is None or route.oif is None:
+                    continue
+                if route.oif not in link_mtus:
+                    out = rtnl.link(sock, index=route.oif)
+                    if out is None:
+                        continue
+                    link_mtus[route.oif] = out.mtu
+                mtu = route.mtu or link_mtus[route.oif]
+                best = mtu if best is None else max(best, mtu)
+    except OSError as exc:
+        raise LinkError(f"looking up the routes to the peers failed: {exc}") from exc
     return best

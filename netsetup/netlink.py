@@ -52,17 +52,3 @@ def netlink_error() -> type[Exception]:
 
     error: type[Exception] = NetlinkError
     return error
-
-
-def genl_socket() -> Any:
-    _bare_package()
-    from pyroute2.netlink.generic import GenericNetlinkSocket
-
-    return GenericNetlinkSocket()
-
-
-def wgmsg() -> Any:
-    _bare_package()
-    from pyroute2.netlink.generic.wireguard import wgmsg as message
-
-    return message

@@ -83,16 +83,9 @@ BACKENDS = ("kernel", "userspace")
 
 def kernel_available() -> bool:
     """Say whether the kernel's `wireguard` generic-netlink family exists."""
-    from netsetup import netlink
+    from netsetup import rtnl
 
-    sock = netlink.genl_socket()
-    try:
-        sock.bind("wireguard", netlink.wgmsg())
-    except netlink.netlink_error():
-        return False
-    finally:
-        sock.close()
-    return True
+    return rtnl.genl_family_exists("wireguard")
 
 
 def select(name: str | None, wireguard_go: str, run_dir: str) -> Backend:
