@@ -17,6 +17,7 @@ result never fails a run), 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import signal
@@ -169,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _terminate)
+    # As `pip install` does: otherwise, with PYTHONDONTWRITEBYTECODE set
+    # where the tree was edited, each run would compile netsetup again.
+    import netsetup
+
+    compileall.compile_dir(Path(netsetup.__file__).parent, quiet=1)
     text, ok = run(Mode(args.quick))
     args.output.write_text(text)
     print(text)

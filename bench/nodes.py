@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from bench import meter
 from bench.proc import BenchError, Sample, measure
@@ -34,13 +35,24 @@ NODE_COMMANDS = ("apply", "plan", "status", "down")
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """Return this process's environment without netsetup/wireguard-go knobs."""
-    env = {key: value for key, value in os.environ.items()
+    """Return this process's environment without netsetup's, wireguard-go's
+    and Python's knobs, plus `extra`."""
+    env = {key: value for key, value in without_python_knobs(os.environ).items()
            if not key.startswith("NETSETUP_")}
     # Any value but "1" makes wireguard-go re-execute itself forever.
     env.pop("WG_PROCESS_FOREGROUND", None)
     env.update(extra)
     return env
+
+
+def without_python_knobs(env: Mapping[str, str]) -> dict[str, str]:
+    """Return `env` without PYTHON* variables, as an installed netsetup runs.
+
+    They matter: PYTHONDONTWRITEBYTECODE with a stale bytecode cache would
+    time the compiler, PYTHONUNBUFFERED a write per output line.
+    """
+    return {key: value for key, value in env.items()
+            if not key.startswith("PYTHON")}
 
 
 def netns_inode(pid: int | str) -> int:
@@ -170,7 +182,7 @@ def lab_node(lab: Lab, name: str) -> Node:
     """Return a Node for the lab's node `name`."""
     node_dir = lab.node_dir(name)
     return Node(name=name, netns=lab.netns(name), holder=lab.holder(name),
-                env=lab.env(), state_dir=node_dir / "etc",
+                env=without_python_knobs(lab.env()), state_dir=node_dir / "etc",
                 run_dir=node_dir / "run")
 
 

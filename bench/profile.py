@@ -203,9 +203,15 @@ def _cumulative(table: dict[tuple[str, int, str], StatEntry], file: str,
 
 def startup_lines(node: Node, runs: int) -> list[str]:
     """Return the start-up profile: `netsetup --help` under -X importtime."""
-    node.measure([PYTHON, "-c", "pass"])  # warm-up
-    floor = median(node.measure([PYTHON, "-c", "pass"]).ms for _ in range(runs))
+    floors = {}
+    for code in ("pass", "import click"):
+        node.measure([PYTHON, "-c", code])  # warm-up
+        floors[code] = median(node.measure([PYTHON, "-c", code]).ms
+                              for _ in range(runs))
     helped = import_profile(node, ["--help"], runs=runs)
     return [f"- start-up, `python -X importtime -m netsetup --help` (median "
             f"of {runs}): {helped.line()}",
-            f"- for scale, `python -c pass`: {floor:.0f} ms (same nsenter)"]
+            f"- for scale (same nsenter, median of {runs}): `python -c pass` "
+            f"{floors['pass']:.0f} ms; `python -c 'import click'` "
+            f"{floors['import click']:.0f} ms, the least any command line "
+            "built on click costs per call"]

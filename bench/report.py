@@ -189,7 +189,8 @@ def document(mode: str, reps: int, started: float, wall: float,
         "(both sides pay for nsenter). Targets are ratios netsetup/baseline; "
         "a benchmark never fails on a time. netsetup runs as installed "
         "(console script, no --backend: it finds no WireGuard in the kernel "
-        "and starts wireguard-go).", "",
+        "and starts wireguard-go), byte-compiled first as `pip install` "
+        "does, with no PYTHON* variables in its environment.", "",
     ]
     body = [*summary(sections), "## Start-up", "", *startup, ""]
     for section in sections:
