@@ -81,11 +81,15 @@ def execute(
     for action in actions:
         faults.point(f"before {action.kind}")
         if action.kind in DEVICE_KINDS:
-            # All key, port and peer changes travel in one message.
+            # All key, port and peer changes travel in one message, and are
+            # reported in one record (a master of 1000 workers has 1000).
             if not device_done:
                 backend.configure(interface, change)
                 device_done = True
-        elif action.kind == "load-table":
+                log.info("%s", "\n".join(a.summary for a in actions
+                                         if a.kind in DEVICE_KINDS))
+            continue
+        if action.kind == "load-table":
             _load_table(nft, action.data, settings)
         elif action.kind == "create":
             backend.create(interface)

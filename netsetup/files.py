@@ -11,7 +11,6 @@ import errno
 import glob
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from netsetup import faults
@@ -26,6 +25,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     into a plain file. ACLs, extended attributes and SELinux labels are not
     copied.
     """
+    import tempfile  # 4 ms (shutil, random): only runs that write pay it
+
     refuse_symlink(path)
     _remove_stale_temps(path)
     old_mode, owner = _mode_and_owner(path)

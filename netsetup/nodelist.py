@@ -34,16 +34,11 @@ edited the file in the meantime.
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
-import glob
 import hashlib
 import ipaddress
 import logging
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
