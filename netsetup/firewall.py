@@ -9,6 +9,7 @@ read and a string compare.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import ipaddress
 import json
 import logging
@@ -48,11 +49,11 @@ def render(cluster: Cluster, node: Node, cache: Path | None = None) -> Ruleset:
     values is reused: importing Jinja and compiling the template cost about
     50 ms, most of a no-op run.
     """
-    from importlib.resources import files
-
+    # The package's folder; importlib.resources would cost 4 ms to import.
+    templates = importlib.import_module("netsetup.templates")
+    folder = Path(next(iter(templates.__path__)))
     context = _context(cluster, node)
-    template_path = files("netsetup.templates") / TEMPLATE
-    key = hashlib.sha256(template_path.read_bytes() + json.dumps(
+    key = hashlib.sha256((folder / TEMPLATE).read_bytes() + json.dumps(
         context, sort_keys=True).encode()).hexdigest()
     cached = _read_cache(cache, key)
     if cached is not None:
@@ -60,7 +61,7 @@ def render(cluster: Cluster, node: Node, cache: Path | None = None) -> Ruleset:
 
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    env = Environment(loader=FileSystemLoader(str(files("netsetup.templates"))),
+    env = Environment(loader=FileSystemLoader(str(folder)),
                       undefined=StrictUndefined, keep_trailing_newline=True)
     body = env.get_template(TEMPLATE).render(comment="", **context)
     digest = hashlib.sha256(body.encode()).hexdigest()

@@ -26,7 +26,6 @@ import logging
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -135,6 +134,8 @@ def take(
 
 def start_timer(snapshot: Snapshot, settings: Settings) -> str:
     """Start the revert timer outside the caller's session; describe it."""
+    import subprocess  # only an apply --confirm starts one
+
     seconds = max(0, round(snapshot.deadline - time.time()))
     command = [sys.executable, "-m", "netsetup", "revert-pending",
                "--id", snapshot.id]

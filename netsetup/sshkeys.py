@@ -9,7 +9,6 @@ line of the file stays exactly as it was.
 from __future__ import annotations
 
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +22,8 @@ MARK = "netsetup-rekey"
 def ensure_ssh_key(path: Path) -> str:
     """Return the public line of the SSH key at `path`, creating it first."""
     if not path.exists():
+        import subprocess  # once per master: most runs find the key
+
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         result = subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", MARK,

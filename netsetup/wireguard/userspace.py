@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,6 +34,8 @@ class UserspaceBackend:
 
     def create(self, interface: str) -> None:
         """Start wireguard-go for `interface` in a session of its own."""
+        import subprocess  # the only process netsetup starts on an apply
+
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         # Any value but "1" makes wireguard-go re-execute itself forever.
