@@ -1,4 +1,8 @@
-"""Run the benchmarks: `.venv/bin/python -m bench [--quick]`, as root.
+"""Run the benchmarks: `.venv/bin/python -m bench [--quick] [--vm]`, as root.
+
+Without --vm, on this machine (WireGuard from the kernel if it has it, else
+wireguard-go); with --vm, the same run inside the qemu guest of tests/vm,
+whose stock Debian kernel has WireGuard (results in bench/results-kernel.md).
 
 - B1 cold converge of a worker, B2 no-op re-apply (with a zero-writes
   check), B4 status: worker-1 of a three-node netsetup.lab.Lab;
@@ -23,18 +27,25 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Callable
 
+from bench.inputs import device_words
 from bench.master import MasterBench
 from bench.proc import BenchError
 from bench.profile import startup_lines
-from bench.report import RESULTS, Section, document, load_average
+from bench.report import (KERNEL_RESULTS, RESULTS, Section, document,
+                          load_average)
 from bench.worker import WorkerBench, outsider
 from netsetup.lab import Lab, LabError
+from netsetup.wireguard import kernel_available
+
+
+VM_TIMEOUT = 3600  # s, for the whole guest run (emulated: slow)
 
 
 class Mode:
@@ -63,10 +74,10 @@ def attempt(section: Section, body: Callable[[Section], None],
     return section
 
 
-def worker_sections(lab: Lab, mode: Mode, scratch: Path,
+def worker_sections(lab: Lab, mode: Mode, scratch: Path, kernel: bool,
                     startup: list[str], profiles: list[str]) -> list[Section]:
     """B1, B2, B4 (and the start-up line) on the lab; the caller removes it."""
-    bench = WorkerBench(lab, mode.runs, scratch)
+    bench = WorkerBench(lab, mode.runs, scratch, kernel)
 
     def prepare(_: Section) -> None:
         lab.up()
@@ -81,9 +92,9 @@ def worker_sections(lab: Lab, mode: Mode, scratch: Path,
         attempt(Section("B1", "cold converge of one worker",
                         "`netsetup apply` on worker-1 from nothing (after "
                         "`netsetup down`)",
-                        "`sh -c`: `nft -f` of netsetup's ruleset, `wireguard-go "
-                        "IF` (detaches), `wg setconf`, `ip link set mtu`, "
-                        "`ip addr add`, `ip link set up`"),
+                        "`sh -c`: `nft -f` of netsetup's ruleset, "
+                        f"{device_words(kernel)}, `wg setconf`, `ip link set "
+                        "mtu`, `ip addr add`, `ip link set up`"),
                 bench.cold_converge),
         attempt(Section("B2", "no-op re-apply on a converged worker",
                         "`netsetup apply` on converged worker-1",
@@ -100,14 +111,14 @@ def worker_sections(lab: Lab, mode: Mode, scratch: Path,
     return sections
 
 
-def master_sections(workdir: Path, netns: str, mode: Mode,
+def master_sections(workdir: Path, netns: str, mode: Mode, kernel: bool,
                     profiles: list[str]) -> list[Section]:
     """B3 and B5 on a namespace holding only the master."""
-    bench = MasterBench(workdir, netns, mode.sizes, mode.runs)
+    bench = MasterBench(workdir, netns, mode.sizes, mode.runs, kernel)
     b3 = Section("B3", "the master with N workers, cold",
                  "`netsetup --config F apply --node master` from nothing",
                  "`sh -c`: `nft -f` of netsetup's ruleset for the master, "
-                 "`wireguard-go IF` (detaches), `wg setconf` of the same N "
+                 f"{device_words(kernel)}, `wg setconf` of the same N "
                  "peers, `ip link set mtu`, `ip addr add`, `ip link set up`")
     try:
         for size in mode.sizes:
@@ -117,7 +128,8 @@ def master_sections(workdir: Path, netns: str, mode: Mode,
             "B5", f"peak memory at {max(mode.sizes)} workers",
             "max RSS of a cold `netsetup apply` (the master, as in B3)",
             "max RSS of `wg setconf` of the same peers into a fresh "
-            "wireguard-go (started beforehand, not counted)"),
+            + ("kernel device" if kernel else "wireguard-go")
+            + " (created beforehand, not counted)"),
             bench.memory)
     finally:
         bench.close()
@@ -135,22 +147,45 @@ def run(mode: Mode) -> tuple[str, bool]:
     startup: list[str] = []
     profiles: list[str] = []
     sections: list[Section] = []
+    # Where the kernel has WireGuard (the qemu tier), netsetup picks it, so
+    # the baseline uses it too.
+    kernel = kernel_available()
     lab = Lab(workdir / "lab", prefix=prefix)
     try:
         try:
-            sections += worker_sections(lab, mode, workdir / "scratch",
+            sections += worker_sections(lab, mode, workdir / "scratch", kernel,
                                         startup, profiles)
         finally:
             progress("removing the lab")
             lab.down()
         sections += master_sections(workdir / "master", f"{prefix}-solo",
-                                    mode, profiles)
+                                    mode, kernel, profiles)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     wall = time.perf_counter() - clock
     text = document(mode.name, mode.runs, started, wall,
-                    (load_before, load_average()), startup, sections, profiles)
+                    (load_before, load_average()), kernel, startup, sections,
+                    profiles)
     return text, not any(section.failures for section in sections)
+
+
+def run_in_vm(quick: bool, output: Path) -> int:
+    """Run this benchmark inside the qemu guest; copy its results out."""
+    vm_run = Path(__file__).resolve().parent.parent / "tests" / "vm" / "run"
+    with tempfile.TemporaryDirectory(prefix="netsetup-bench-vm-") as out:
+        command = [str(vm_run), "--timeout", str(VM_TIMEOUT), "--out", out,
+                   "--cmd", ".venv/bin/python -m bench"
+                   + (" --quick" if quick else "")
+                   + ' --output "$VM_OUT/results.md"']
+        progress("booting the qemu guest: " + " ".join(command[1:5]))
+        code = subprocess.run(command, stdin=subprocess.DEVNULL).returncode
+        produced = Path(out) / "results.md"
+        if not produced.exists():
+            progress(f"the guest wrote no results (exit status {code})")
+            return code or 1
+        shutil.copyfile(produced, output)
+    progress(f"wrote {output}")
+    return code
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -162,13 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="3 runs per case and sizes up to 100 (for CI)")
-    parser.add_argument("--output", type=Path, default=RESULTS,
+    parser.add_argument("--vm", action="store_true",
+                        help="run in the qemu guest of tests/vm, on the "
+                        f"kernel's WireGuard (default output {KERNEL_RESULTS})")
+    parser.add_argument("--output", type=Path, default=None,
                         help=f"where to write the results (default {RESULTS})")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("python -m bench: run as root (it builds network namespaces)",
               file=sys.stderr)
         return 2
+    if args.vm:
+        return run_in_vm(args.quick, args.output or KERNEL_RESULTS)
+    args.output = args.output or RESULTS
     signal.signal(signal.SIGTERM, _terminate)
     # As `pip install` does: otherwise, with PYTHONDONTWRITEBYTECODE set
     # where the tree was edited, each run would compile netsetup again.

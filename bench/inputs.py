@@ -93,6 +93,7 @@ class Baseline:
     address: str  # VPN address/prefix
     mtu: int
     log: Path  # wireguard-go's output
+    kernel: bool  # the kernel has WireGuard: `ip link add`, not wireguard-go
 
     def converge(self) -> str:
         """Cold converge, in netsetup's order: firewall first, link up last."""
@@ -100,7 +101,7 @@ class Baseline:
         return "\n".join([
             "set -e",
             f"nft -f {q['ruleset']}",
-            f"wireguard-go {q['interface']} >>{q['log']} 2>&1",
+            self.start_device(),
             f"wg setconf {q['interface']} {q['conf']}",
             f"ip link set dev {q['interface']} mtu {self.mtu}",
             f"ip addr add {q['address']} dev {q['interface']}",
@@ -108,8 +109,10 @@ class Baseline:
         ])
 
     def start_device(self) -> str:
-        """Start wireguard-go only (B5 sets the peers in a separate step)."""
+        """Create the device only (B5 sets the peers in a separate step)."""
         q = self._quoted()
+        if self.kernel:
+            return f"ip link add dev {q['interface']} type wireguard"
         return f"wireguard-go {q['interface']} >>{q['log']} 2>&1"
 
     def setconf(self) -> list[str]:
@@ -139,8 +142,14 @@ def teardown_script(interface: str) -> str:
             "nft delete table inet netsetup 2>/dev/null\ntrue")
 
 
+def device_words(kernel: bool) -> str:
+    """How the baseline creates the device, for the reports."""
+    return ("`ip link add IF type wireguard`" if kernel
+            else "`wireguard-go IF` (detaches)")
+
+
 def write_baseline(directory: Path, cluster: spec.Cluster, node: spec.Node,
-                   private_key: str, mtu: int) -> Baseline:
+                   private_key: str, mtu: int, kernel: bool) -> Baseline:
     """Write the baseline's files for `node` into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "wg.conf"
@@ -151,4 +160,4 @@ def write_baseline(directory: Path, cluster: spec.Cluster, node: spec.Node,
     return Baseline(
         interface=cluster.interface, conf=conf, ruleset=ruleset,
         address=f"{node.vpn_address}/{cluster.network.prefixlen}", mtu=mtu,
-        log=directory / "wireguard-go.log")
+        log=directory / "wireguard-go.log", kernel=kernel)

@@ -3,8 +3,8 @@
 For each N a cluster file with N workers (fresh X25519 keys, LAN addresses
 from the documentation ranges, VPN addresses in 10.77.0.0/16) is written,
 and the master is converged from nothing by netsetup and by a shell
-script (wireguard-go, `wg setconf` of the same N peers, ip, `nft -f` of
-netsetup's own ruleset). The workers do not exist: only the master's
+script (wireguard-go or, where the kernel has WireGuard, `ip link add`;
+`wg setconf` of the same N peers, ip, `nft -f` of netsetup's own ruleset). The workers do not exist: only the master's
 configuration work is measured. Their LAN addresses (and the router's)
 get permanent neighbour entries, as if they answered ARP/ND: the master
 sends a handshake to every peer as soon as it knows it, and sends to
@@ -39,8 +39,9 @@ class MasterBench:
     """Builds its own namespace; call close() to remove it."""
 
     def __init__(self, workdir: Path, netns: str, sizes: list[int],
-                 runs: int) -> None:
+                 runs: int, kernel: bool) -> None:
         self.workdir = workdir
+        self.kernel = kernel
         self.solo = Solo(netns)
         self.sizes = sizes
         self.runs = runs
@@ -78,7 +79,8 @@ class MasterBench:
         self._neighbours(node, workers, base / "neighbours.batch")
         baseline = write_baseline(base / "baseline", cluster, cluster.master,
                                   generated.master_private_key,
-                                  _route_mtu(node, str(cluster.workers[0].address)))
+                                  _route_mtu(node, str(cluster.workers[0].address)),
+                                  self.kernel)
         return node, baseline
 
     def _neighbours(self, node: Node, workers: int, batch: Path) -> None:
@@ -233,8 +235,9 @@ class MasterBench:
             "subreaper) reaps it. A direct os.wait4 from this benchmark would "
             "read at least its own peak RSS (here "
             f"{own:.0f} MiB) for any command, because execve keeps the "
-            "replaced image's high-water mark. The wireguard-go that netsetup "
-            "starts outlives it and is not counted on either side")
+            "replaced image's high-water mark."
+            + ("" if self.kernel else " The wireguard-go that netsetup starts "
+               "outlives it and is not counted on either side"))
 
 
 def _route_mtu(node: Node, destination: str) -> int:

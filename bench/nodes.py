@@ -45,14 +45,18 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+PYTHON_KNOBS = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")
+
+
 def without_python_knobs(env: Mapping[str, str]) -> dict[str, str]:
-    """Return `env` without PYTHON* variables, as an installed netsetup runs.
+    """Return `env` without the Python variables an installed netsetup
+    runs without.
 
     They matter: PYTHONDONTWRITEBYTECODE with a stale bytecode cache would
     time the compiler, PYTHONUNBUFFERED a write per output line.
+    PYTHONPYCACHEPREFIX stays: the qemu guest keeps its bytecode there.
     """
-    return {key: value for key, value in env.items()
-            if not key.startswith("PYTHON")}
+    return {key: value for key, value in env.items() if key not in PYTHON_KNOBS}
 
 
 def netns_inode(pid: int | str) -> int:

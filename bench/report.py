@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.proc import median
 
 RESULTS = Path(__file__).with_name("results.md")
+KERNEL_RESULTS = Path(__file__).with_name("results-kernel.md")  # --vm
 TOOLS = ("wireguard-go", "wireguard-tools", "nftables", "iproute2")
 
 
@@ -171,26 +172,35 @@ def load_average() -> str:
 
 
 def document(mode: str, reps: int, started: float, wall: float,
-             loads: tuple[str, str], startup: list[str],
+             loads: tuple[str, str], kernel: bool, startup: list[str],
              sections: list[Section], profiles: list[str]) -> str:
     """Return the whole results.md text."""
+    in_vm = os.environ.get("NETSETUP_VM") == "1"
     header = [
-        "# netsetup benchmarks", "",
+        "# netsetup benchmarks" + (" (qemu kernel tier)" if in_vm else ""), "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(started))}",
         *machine(),
+        "- WireGuard: " + ("the kernel's (netsetup picks its kernel backend; "
+                           "the baseline uses `ip link add`)" if kernel
+                           else "wireguard-go (no WireGuard in this kernel)"),
+        *(["- machine: the qemu guest of tests/vm, emulated (TCG, no KVM): "
+           "its times are many times the host's, compare ratios only"]
+          if in_vm else []),
         f"- mode: {mode} ({reps} runs per case, netsetup and baseline "
         "interleaved, one untimed warm-up each)",
         f"- wall time of this benchmark run: {wall:.0f} s; 1-minute load "
         f"average {loads[0]} at the start, {loads[1]} at the end",
-        "- command: `.venv/bin/python -m bench" + (" --quick`" if mode == "quick"
-                                                   else "`"),
+        "- command: `.venv/bin/python -m bench" + (" --vm" if in_vm else "")
+        + (" --quick`" if mode == "quick" else "`"),
         "", "Times are wall clock from process start to exit, measured from "
         "outside with `time.perf_counter()` around the `nsenter` command "
         "(both sides pay for nsenter). Targets are ratios netsetup/baseline; "
         "a benchmark never fails on a time. netsetup runs as installed "
-        "(console script, no --backend: it finds no WireGuard in the kernel "
-        "and starts wireguard-go), byte-compiled first as `pip install` "
-        "does, with no PYTHON* variables in its environment.", "",
+        "(console script, no --backend: "
+        + ("it finds WireGuard in the kernel" if kernel else
+           "it finds no WireGuard in the kernel and starts wireguard-go")
+        + "), byte-compiled first as `pip install` does, without the "
+        "variables PYTHONDONTWRITEBYTECODE and PYTHONUNBUFFERED.", "",
     ]
     body = [*summary(sections), "## Start-up", "", *startup, ""]
     for section in sections:

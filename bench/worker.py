@@ -32,8 +32,9 @@ def ms(samples: list[Sample]) -> list[float]:
 class WorkerBench:
     """The lab-based benchmarks; `profiles` collects their profile lines."""
 
-    def __init__(self, lab: Lab, runs: int, scratch: Path) -> None:
+    def __init__(self, lab: Lab, runs: int, scratch: Path, kernel: bool) -> None:
         self.lab = lab
+        self.kernel = kernel
         self.runs = runs
         self.scratch = scratch
         self.profiles: list[str] = []
@@ -65,7 +66,8 @@ class WorkerBench:
         key = keys.read_private_key(
             self.node.state_dir / f"{cluster.interface}.key")
         self._baseline = write_baseline(self.scratch / WORKER, cluster,
-                                        cluster.node(WORKER), key, mtu)
+                                        cluster.node(WORKER), key, mtu,
+                                        self.kernel)
 
     def apply(self) -> None:
         self.node.run(self.node.netsetup("apply"))
