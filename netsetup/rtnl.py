@@ -61,6 +61,7 @@ RTAX_MTU = 2
 
 GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
+CTRL_ATTR_FAMILY_ID = 1
 CTRL_ATTR_FAMILY_NAME = 2
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
@@ -112,20 +113,27 @@ def attribute(kind: int, payload: bytes) -> bytes:
     return RTATTR.pack(length, kind) + payload + b"\0" * (_align(length) - length)
 
 
-def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """Decode the rtattrs in `data` from `offset`: type -> payload.
+def attribute_list(data: bytes, offset: int = 0) -> list[tuple[int, bytes]]:
+    """Decode the rtattrs in `data` from `offset`: (type, payload) in order.
 
-    The nested and byte-order flags (the top two bits) are masked off; if a
-    type repeats, the last one wins (none of the types read here repeats).
+    The nested and byte-order flags (the top two bits) are masked off.
     """
-    found: dict[int, bytes] = {}
+    found: list[tuple[int, bytes]] = []
     while offset + RTATTR.size <= len(data):
         length, kind = RTATTR.unpack_from(data, offset)
         if length < RTATTR.size or offset + length > len(data):
             break
-        found[kind & 0x3FFF] = data[offset + RTATTR.size:offset + length]
+        found.append((kind & 0x3FFF, data[offset + RTATTR.size:offset + length]))
         offset += _align(length)
     return found
+
+
+def attributes(data: bytes, offset: int = 0) -> dict[int, bytes]:
+    """Decode the rtattrs in `data` from `offset`: type -> payload.
+
+    If a type repeats, the last one wins: use attribute_list for arrays.
+    """
+    return dict(attribute_list(data, offset))
 
 
 def _u32(payload: bytes) -> int:
@@ -307,15 +315,25 @@ def delete_address(sock: Socket, index: int, address: str, prefixlen: int) -> No
                  _address_message(index, address, prefixlen))
 
 
-def genl_family_exists(name: str) -> bool:
-    """Say whether the generic-netlink family `name` is registered."""
+def genl_family_id(sock: Socket, name: str) -> int | None:
+    """Return the id of the generic-netlink family `name`, None if absent.
+
+    `sock` is a NETLINK_GENERIC socket. Asking may load the family's module.
+    """
     body = GENLMSGHDR.pack(CTRL_CMD_GETFAMILY, 1, 0)
     body += attribute(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
+    try:
+        (payload,) = sock.request(GENL_ID_CTRL, 0, body)
+    except NetlinkError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    family: int = struct.unpack_from(
+        "=H", attributes(payload, GENLMSGHDR.size)[CTRL_ATTR_FAMILY_ID])[0]
+    return family
+
+
+def genl_family_exists(name: str) -> bool:
+    """Say whether the generic-netlink family `name` is registered."""
     with Socket(NETLINK_GENERIC) as sock:
-        try:
-            sock.request(GENL_ID_CTRL, 0, body)
-        except NetlinkError as exc:
-            if exc.errno == errno.ENOENT:
-                return False
-            raise
-    return True
+        return genl_family_id(sock, name) is not None

@@ -36,7 +36,7 @@ def test_guest_kernel_has_the_wireguard_genl_family() -> None:
     assert kernel_available()
 
 
-def test_kernel_backend_builds_the_tunnel_with_pyroute2_only(lab: Lab) -> None:
+def test_kernel_backend_builds_the_tunnel_without_starting_a_process(lab: Lab) -> None:
     assert lab.backend == "kernel"
     worker = WORKERS[0].name
     lab.netsetup(worker, "down")
@@ -57,3 +57,59 @@ def test_kernel_backend_builds_the_tunnel_with_pyroute2_only(lab: Lab) -> None:
     print(f"kernel backend on {os.uname().release}: link kind "
           f"{kind['linkinfo']['info_kind']}, handshake with master "
           f"{peer['latest_handshake_seconds']} s ago at {time.ctime()}")
+
+
+# Reads a kernel device with the backend, in the node, as JSON.
+READ_DEVICE = (
+    "import json, sys\n"
+    "from netsetup.wireguard.kernel import KernelBackend\n"
+    "state = KernelBackend().read(sys.argv[1])\n"
+    "print(json.dumps(None if state is None else {\n"
+    "    'private_key': state.private_key, 'listen_port': state.listen_port,\n"
+    "    'peers': {k: [p.endpoint and list(p.endpoint), list(p.allowed_ips),\n"
+    "                  p.persistent_keepalive] for k, p in state.peers.items()}}))\n"
+)
+
+
+def test_kernel_device_read_matches_wg_show_dump(lab: Lab) -> None:
+    """Both endpoint families, no endpoint, and a peer whose 2000 allowed
+    IPs (56 KiB of attributes) cannot fit one dump message of at most
+    32 KiB, so the kernel splits the peer."""
+    node, device = "outsider", "wgread0"
+
+    def run(*argv: str) -> str:
+        return lab.run(node, list(argv)).stdout.strip()
+
+    keys = [run("wg", "genkey") for _ in range(4)]
+    publics = [run("sh", "-c", f"echo {key} | wg pubkey") for key in keys]
+    many = ",".join(f"10.99.{i // 250}.{i % 250 + 1}/32" for i in range(2000))
+    run("ip", "link", "add", device, "type", "wireguard")
+    try:
+        run("sh", "-c", f"echo {keys[0]} | wg set {device} private-key "
+            "/dev/stdin listen-port 51999")
+        run("wg", "set", device, "peer", publics[1], "endpoint", "192.0.2.50:51820",
+            "allowed-ips", "10.98.0.1/32,fd00:98::1/128", "persistent-keepalive", "25")
+        run("wg", "set", device, "peer", publics[2], "endpoint",
+            "[2001:db8::50]:51821", "allowed-ips", "10.98.0.2/32")
+        run("wg", "set", device, "peer", publics[3], "allowed-ips", many)
+
+        got = json.loads(run(sys.executable, "-c", READ_DEVICE, device))
+        lines = [line.split("\t") for line in
+                 run("wg", "show", device, "dump").splitlines()]
+        private, _public, port, _fwmark = lines[0]
+        assert got["private_key"] == private
+        assert got["listen_port"] == int(port)
+        expected = {}
+        for key, _psk, endpoint, allowed, _hs, _rx, _tx, keepalive in lines[1:]:
+            host_port = None
+            if endpoint != "(none)":
+                host, _, port_text = endpoint.rpartition(":")
+                host_port = [host.strip("[]"), int(port_text)]
+            expected[key] = [host_port, sorted(allowed.split(",")),
+                             0 if keepalive == "off" else int(keepalive)]
+        assert {k: [e, sorted(a), k_] for k, (e, a, k_) in got["peers"].items()} \
+            == expected
+        assert len(got["peers"][publics[3]][1]) == 2000
+    finally:
+        lab.run(node, ["ip", "link", "del", device], check=False)
+    assert json.loads(run(sys.executable, "-c", READ_DEVICE, device)) is None
