@@ -1,8 +1,8 @@
-"""pyroute2's IPRoute and WireGuard, without its package start-up cost.
+"""pyroute2's IPRoute, without its package start-up cost.
 
 `import pyroute2` (or of any submodule) first runs pyroute2/__init__.py,
-which loads NDB, IPDB and conntrack although netsetup needs only two
-classes: about 110 ms of a 190 ms cold import, measured with
+which loads NDB, IPDB and conntrack although netsetup needs only one
+class: about 110 ms of a 190 ms cold import, measured with
 `python -X importtime`. Registering a bare package module under that name
 first lets Python import just the submodules asked for. The rest of
 pyroute2 stays importable by its full module paths.
@@ -35,14 +35,6 @@ def iproute() -> Any:
     from pyroute2.iproute.linux import IPRoute
 
     return IPRoute()
-
-
-def wireguard() -> Any:
-    """Return a new WireGuard generic-netlink socket."""
-    _bare_package()
-    from pyroute2.netlink.generic.wireguard import WireGuard
-
-    return WireGuard()
 
 
 def netlink_error() -> type[Exception]:

@@ -8,6 +8,7 @@ import socket
 import struct
 
 from netsetup import rtnl
+from netsetup.wireguard import DeviceChange, PeerConfig
 from netsetup.wireguard import kernel as k
 
 PRIVATE = bytes(range(32))
@@ -79,3 +80,41 @@ def test_a_device_without_key_or_peers() -> None:
         rtnl.attribute(k.WGDEVICE_A_LISTEN_PORT, struct.pack("=H", 0)))])
     assert state.private_key is None and state.listen_port == 0
     assert state.peers == {}
+
+
+def _peer_config(index: int) -> PeerConfig:
+    key = base64.b64encode(bytes([index % 256, index // 256]) * 16).decode()
+    endpoint = (f"2001:db8::{index:x}", 51820) if index % 2 else (
+        f"192.0.2.{index % 250 + 1}", 51820)
+    return PeerConfig(key, endpoint, (f"10.77.{index // 250}.{index % 250 + 1}/32",
+                                      f"fd00::{index + 1:x}/128"), 25)
+
+
+def test_set_messages_carry_every_peer_and_fit_the_limit() -> None:
+    change = DeviceChange(private_key=base64.b64encode(PRIVATE).decode(),
+                          listen_port=51820, replace_peers=True,
+                          set_peers=tuple(_peer_config(i) for i in range(1000)),
+                          remove_peers=(base64.b64encode(bytes([255] * 32)).decode(),))
+    bodies = k.set_device_messages("wg0", change, limit=8192)
+
+    assert len(bodies) > 10 and all(len(body) <= 8192 for body in bodies)
+    heads = [rtnl.attributes(body, rtnl.GENLMSGHDR.size) for body in bodies]
+    assert all(head[k.WGDEVICE_A_IFNAME] == b"wg0\0" for head in heads)
+    # key, port and "drop every peer" once, in the first message only
+    assert [k.WGDEVICE_A_FLAGS in head for head in heads] == [True] + [False] * (
+        len(heads) - 1)
+    assert sum(k.WGDEVICE_A_PRIVATE_KEY in head for head in heads) == 1
+    # read back with the dump parser, the peers are the ones sent
+    state = k.parse_device(bodies)
+    assert state.private_key == change.private_key and state.listen_port == 51820
+    wanted = {p.public_key: p for p in change.set_peers}
+    assert {key: p.config() for key, p in state.peers.items() if key in wanted} \
+        == {key: PeerConfig(p.public_key, p.endpoint, tuple(sorted(p.allowed_ips)),
+                            p.persistent_keepalive) for key, p in wanted.items()}
+    (removed,) = set(state.peers) - set(wanted)
+    assert removed == base64.b64encode(bytes([255] * 32)).decode()
+
+
+def test_nothing_but_a_port_is_one_message_without_peers() -> None:
+    (body,) = k.set_device_messages("wg0", DeviceChange(listen_port=1))
+    assert k.WGDEVICE_A_PEERS not in rtnl.attributes(body, rtnl.GENLMSGHDR.size)

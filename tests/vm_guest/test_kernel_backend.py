@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -66,9 +67,60 @@ READ_DEVICE = (
     "state = KernelBackend().read(sys.argv[1])\n"
     "print(json.dumps(None if state is None else {\n"
     "    'private_key': state.private_key, 'listen_port': state.listen_port,\n"
-    "    'peers': {k: [p.endpoint and list(p.endpoint), list(p.allowed_ips),\n"
+    "    'peers': {k: [p.endpoint and list(p.endpoint), sorted(p.allowed_ips),\n"
     "                  p.persistent_keepalive] for k, p in state.peers.items()}}))\n"
 )
+
+
+def wg_dump(lab: Lab, node: str, device: str) -> dict[str, Any]:
+    """`wg show DEVICE dump`, in READ_DEVICE's shape."""
+    lines = [line.split("\t") for line in lab.run(
+        node, ["wg", "show", device, "dump"]).stdout.strip().splitlines()]
+    private, _public, port, _fwmark = lines[0]
+    peers = {}
+    for key, _psk, endpoint, allowed, _hs, _rx, _tx, keepalive in lines[1:]:
+        host_port = None
+        if endpoint != "(none)":
+            host, _, port_text = endpoint.rpartition(":")
+            host_port = [host.strip("[]"), int(port_text)]
+        peers[key] = [host_port, sorted(allowed.split(",")) if allowed != "(none)"
+                      else [], 0 if keepalive == "off" else int(keepalive)]
+    return {"private_key": private, "listen_port": int(port), "peers": peers}
+
+
+# Configures a kernel device with the backend: 600 peers (several
+# WG_CMD_SET_DEVICE messages), then one removed; prints the peers' keys.
+CONFIGURE_DEVICE = (
+    "import base64, json, os, sys\n"
+    "from netsetup.wireguard import DeviceChange, PeerConfig\n"
+    "from netsetup.wireguard.kernel import KernelBackend\n"
+    "key = lambda: base64.b64encode(os.urandom(32)).decode()\n"
+    "peers = tuple(PeerConfig(key(), (f'2001:db8::{i + 1:x}', 51820) if i % 2\n"
+    "              else (f'192.0.2.{i % 250 + 1}', 51000 + i),\n"
+    "              (f'10.97.{i // 250}.{i % 250 + 1}/32', f'fd00:97::{i + 1:x}/128'),\n"
+    "              25 if i % 3 else 0) for i in range(600))\n"
+    "backend = KernelBackend()\n"
+    "backend.configure(sys.argv[1], DeviceChange(private_key=key(),\n"
+    "                  listen_port=51998, set_peers=peers))\n"
+    "backend.configure(sys.argv[1], DeviceChange(remove_peers=(peers[0].public_key,)))\n"
+    "print(json.dumps([p.public_key for p in peers]))\n"
+)
+
+
+def test_kernel_backend_configures_many_peers_as_wg_reads_them(lab: Lab) -> None:
+    node, device = "outsider", "wgset0"
+    lab.run(node, ["ip", "link", "add", device, "type", "wireguard"])
+    try:
+        sent = json.loads(lab.run(node, [sys.executable, "-c", CONFIGURE_DEVICE,
+                                         device]).stdout)
+        dump = wg_dump(lab, node, device)
+        assert dump["listen_port"] == 51998
+        assert set(dump["peers"]) == set(sent[1:])
+        got = json.loads(lab.run(node, [sys.executable, "-c", READ_DEVICE,
+                                        device]).stdout)
+        assert got == dump
+    finally:
+        lab.run(node, ["ip", "link", "del", device], check=False)
 
 
 def test_kernel_device_read_matches_wg_show_dump(lab: Lab) -> None:
@@ -94,21 +146,7 @@ def test_kernel_device_read_matches_wg_show_dump(lab: Lab) -> None:
         run("wg", "set", device, "peer", publics[3], "allowed-ips", many)
 
         got = json.loads(run(sys.executable, "-c", READ_DEVICE, device))
-        lines = [line.split("\t") for line in
-                 run("wg", "show", device, "dump").splitlines()]
-        private, _public, port, _fwmark = lines[0]
-        assert got["private_key"] == private
-        assert got["listen_port"] == int(port)
-        expected = {}
-        for key, _psk, endpoint, allowed, _hs, _rx, _tx, keepalive in lines[1:]:
-            host_port = None
-            if endpoint != "(none)":
-                host, _, port_text = endpoint.rpartition(":")
-                host_port = [host.strip("[]"), int(port_text)]
-            expected[key] = [host_port, sorted(allowed.split(",")),
-                             0 if keepalive == "off" else int(keepalive)]
-        assert {k: [e, sorted(a), k_] for k, (e, a, k_) in got["peers"].items()} \
-            == expected
+        assert got == wg_dump(lab, node, device)
         assert len(got["peers"][publics[3]][1]) == 2000
     finally:
         lab.run(node, ["ip", "link", "del", device], check=False)
