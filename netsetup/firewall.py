@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import ipaddress
 import json
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from netsetup import faults
 from netsetup.errors import FirewallError
-from netsetup.spec import Cluster, Node
+from netsetup.spec import Cluster, IPAddress, Node
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +105,10 @@ def _read_cache(cache: Path | None, key: str) -> Ruleset | None:
     return Ruleset(text, fields[1])
 
 
-def _addresses(addresses: Any) -> list[str]:
+def _addresses(addresses: Iterable[IPAddress]) -> list[str]:
     # NOTE: nft resolves anything that is not an address via DNS; every
-    # value here was parsed by ipaddress, so none can be a host name.
-    return sorted({str(ipaddress.ip_address(a)) for a in addresses})
+    # value here is an ipaddress object, so none can be a host name.
+    return sorted({str(a) for a in addresses})
 
 
 def replace_text(text: str) -> str:

@@ -6,7 +6,6 @@ node gives an empty plan, and `apply` then touches nothing.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,7 @@ def desired_state(
         PeerConfig(
             public_key=peer.public_key,
             endpoint=(str(peer.address), cluster.listen_port),
-            allowed_ips=(str(ipaddress.ip_network(peer.vpn_address)),),
+            allowed_ips=(f"{peer.vpn_address}/{peer.vpn_address.max_prefixlen}",),
             persistent_keepalive=cluster.persistent_keepalive,
         )
         for peer in cluster.peers_of(node)

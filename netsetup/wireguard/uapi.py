@@ -22,7 +22,8 @@ def hex_to_b64(key: str) -> str:
 
 
 def format_endpoint(host: str, port: int) -> str:
-    if ipaddress.ip_address(host).version == 6:
+    """`host` is an address as ipaddress prints it: only IPv6 has a colon."""
+    if ":" in host:
         return f"[{host}]:{port}"
     return f"{host}:{port}"
 
