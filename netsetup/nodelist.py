@@ -49,6 +49,7 @@ from netsetup.files import fsync_dir, refuse_symlink, write_atomic
 log = logging.getLogger(__name__)
 
 RestoreResult = Literal["untouched", "restored", "edited-kept"]
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _RIGHT = rb"[ \t\n\r\f\v,;\"']"
 _NOT_LEFT = rb"[^ \t\n\r\f\v,;=\"']"
@@ -75,19 +76,21 @@ def validate_mapping(mapping: Mapping[str, str]) -> None:
     differ only in the case of a host name.
     """
     names: dict[str, str] = {}
-    for key, value in mapping.items():
-        _check_item("key", key)
-        _check_item("value", value)
-        if not _is_address(key):
-            previous = names.setdefault(key.lower(), key)
-            if previous != key:
-                raise ValueError(f"keys {previous!r} and {key!r} differ only in case")
+    numeric: set[_Address] = set()
+    for key in mapping:
+        address = _check_item("key", key)
+        if address is not None:
+            numeric.add(address)
+            continue
+        previous = names.setdefault(key.lower(), key)
+        if previous != key:
+            raise ValueError(f"keys {previous!r} and {key!r} differ only in case")
     lowered = {key.lower() for key in mapping}
-    numeric = {ipaddress.ip_address(key) for key in mapping if _is_address(key)}
-    for value in mapping.values():
-        if value.lower() in lowered or (
-            _is_address(value) and ipaddress.ip_address(value) in numeric
-        ):
+    # Many keys share a value (a node's address and host names all map to
+    # its VPN address): check each value once.
+    for value in dict.fromkeys(mapping.values()):
+        address = _check_item("value", value)
+        if value.lower() in lowered or address in numeric:
             raise ValueError(f"value {value!r} is also a key")
 
 
@@ -142,8 +145,13 @@ def _matches(data: bytes, mapping: Mapping[str, str]) -> Iterator[_Match]:
     validate_mapping(mapping)
     if not mapping:
         return
-    addresses = {k: v for k, v in mapping.items() if _is_address(k)}
-    names = {k.lower(): v for k, v in mapping.items() if not _is_address(k)}
+    addresses: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for key, value in mapping.items():
+        if _parse_address(key) is None:
+            names[key.lower()] = value
+        else:
+            addresses[key] = value
     for found in _compile(addresses, names).finditer(data):
         group = found.lastgroup
         assert group is not None
@@ -181,21 +189,23 @@ def _alternation(keys: Iterable[str]) -> bytes:
     return b"|".join(re.escape(k.encode("ascii")) for k in ordered)
 
 
-def _is_address(item: str) -> bool:
+def _parse_address(item: str) -> _Address | None:
     try:
-        ipaddress.ip_address(item)
+        return ipaddress.ip_address(item)
     except ValueError:
-        return False
-    return True
+        return None
 
 
-def _check_item(kind: str, item: str) -> None:
+def _check_item(kind: str, item: str) -> _Address | None:
+    """Raise ValueError unless `item` may be a key or value; return its address."""
     if not item or not item.isascii():
         raise ValueError(f"{kind} {item!r} must be non-empty ASCII")
     if any(char in _FORBIDDEN for char in item):
         raise ValueError(f"{kind} {item!r} contains whitespace or a delimiter")
-    if not _is_address(item) and not _HOST_NAME.fullmatch(item):
+    address = _parse_address(item)
+    if address is None and not _HOST_NAME.fullmatch(item):
         raise ValueError(f"{kind} {item!r} is neither an IP address nor a host name")
+    return address
 
 
 # --- file part ---------------------------------------------------------------
