@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from netsetup import engine, faults, files, guard, keys, spec
 from netsetup import apply as applying
-from netsetup.errors import NetsetupError
+from netsetup.errors import NetsetupError, SpecError
 from netsetup.lock import node_lock
 from netsetup.settings import Settings
 
@@ -83,13 +83,10 @@ def _commit(ctx: engine.NodeContext, key_path: Any) -> dict[str, Any]:
 def _cluster(settings: Settings, data: bytes) -> dict[str, Any]:
     if len(data) > MAX_CLUSTER_FILE:
         raise AgentRefused("agent: cluster file too large")
-    import tomllib
-
     try:
-        parsed = tomllib.loads(data.decode())
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise AgentRefused(f"agent: cluster file is not valid TOML: {exc}") \
-            from exc
+        parsed = spec.decode(data, "<cluster file from the master>")
+    except SpecError as exc:
+        raise AgentRefused(f"agent: {exc}") from exc
     spec.parse(parsed, "<cluster file from the master>")
     if data != _read(settings):
         files.write_atomic(settings.config, data)

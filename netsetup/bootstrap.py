@@ -88,9 +88,7 @@ def bootstrap(settings: Settings, node_name: str | None, backend: str | None,
     for name, public in report.keys.items():
         text = clusterfile.set_node_fields(text, name, {"public_key": public})
     text = clusterfile.set_cluster_field(text, "rekey_ssh_key", ssh_line)
-    import tomllib
-
-    spec.parse(tomllib.loads(text), str(settings.config))
+    spec.parse(spec.decode(text, str(settings.config)), str(settings.config))
     files.write_atomic(settings.config, text.encode())
     log.info("%s: completed with every node's public key", settings.config)
 

@@ -338,15 +338,10 @@ def bootstrap(options: Options, node_name: str | None, backend: str | None,
 @pass_options
 def write_config(options: Options) -> None:
     """Replace the cluster file with a valid one from standard input."""
-    import tomllib
-
     from netsetup import files, spec
 
     data = sys.stdin.buffer.read(1 << 20)
-    try:
-        spec.parse(tomllib.loads(data.decode()), "<standard input>")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SpecError("<standard input>", f"not a TOML file: {exc}") from exc
+    spec.parse(spec.decode(data, "<standard input>"), "<standard input>")
     path = options.settings.config
     path.parent.mkdir(parents=True, exist_ok=True)
     files.write_atomic(path, data)

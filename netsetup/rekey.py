@@ -183,9 +183,8 @@ class RekeyReport:
 
 
 def _write_cluster(settings: Settings, text: str) -> spec.Cluster:
-    import tomllib
-
-    cluster = spec.parse(tomllib.loads(text), str(settings.config))
+    where = str(settings.config)
+    cluster = spec.parse(spec.decode(text, where), where)
     files.write_atomic(settings.config, text.encode())
     return cluster
 
