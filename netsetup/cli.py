@@ -5,12 +5,14 @@ Errors become messages and exit codes here and only here.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import os
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import click
 
@@ -18,6 +20,8 @@ from netsetup.errors import NetsetupError, SpecError
 from netsetup.settings import Settings
 
 log = logging.getLogger("netsetup")
+
+GC_THRESHOLD = 20000  # gen-0 allocations between collections (default 700)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -452,28 +456,72 @@ def install_units(options: Options, target_dir: Path,
 
 def main() -> None:
     """Run the CLI; turn every error into one line and exit status 2."""
+    # The cluster is parsed into many small objects that live until the
+    # end: with the default gen-0 threshold (700) the collector walks them
+    # some fifty times per apply at 1000 workers. Daemons (keywatch) still
+    # collect, only less often.
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    try:
+        status = run()
+    except SystemExit as exc:  # the commands' own sys.exit(...)
+        status = exit_status(exc.code)
+    finish(status)
+
+
+def exit_status(code: object) -> int:
+    """Map a SystemExit code to a status as the interpreter would."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def finish(status: int) -> NoReturn:
+    """Flush the output, then end the process without interpreter teardown.
+
+    Teardown frees every object one by one: 14 ms at 1000 workers
+    (measured), as much as observing the node. Nothing is left for it to
+    do: every file netsetup writes is closed (and synced) before its
+    command returns, threads are joined, locks go with the process, and
+    netsetup registers no atexit handlers. logging.shutdown is the one
+    the standard library registers that matters here.
+    """
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # stdout closed or a broken pipe: as Python exits then
+        status = status or 120
+    os._exit(status)
+
+
+def run() -> int:
+    """Run the CLI; return the exit status."""
     debug = "--debug" in sys.argv
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitStatus.ERROR)
+        return ExitStatus.ERROR
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(ExitStatus.ERROR)
+        return ExitStatus.ERROR
     except SpecError as exc:
         click.echo(f"netsetup: {exc}", err=True)
-        sys.exit(ExitStatus.ERROR)
+        return ExitStatus.ERROR
     except NetsetupError as exc:
         if debug:
             raise
         click.echo(f"netsetup: {exc}", err=True)
-        sys.exit(ExitStatus.ERROR)
+        return ExitStatus.ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             raise
         click.echo(f"netsetup: unexpected error: {type(exc).__name__}: {exc} "
                    "(run with --debug for the traceback)", err=True)
-        sys.exit(ExitStatus.ERROR)
+        return ExitStatus.ERROR
+    return ExitStatus.OK
