@@ -129,8 +129,7 @@ def route_mtu(destinations: list[str]) -> int | None:
     link_mtus: dict[int, int] = {}  # a big cluster routes via few links
     try:
         with rtnl.Socket() as sock:
-            for destination in dict.fromkeys(destinations):
-                route = rtnl.route(sock, destination)
+            for route in rtnl.routes(sock, list(dict.fromkeys(destinations))):
                 if route is None or route.oif is None:
                     continue
                 if route.oif not in link_mtus:

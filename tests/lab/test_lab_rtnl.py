@@ -12,7 +12,7 @@ from netsetup.lab import Lab
 
 # Runs inside a node: what rtnl says about links, addresses and routes.
 QUERY = """
-import json, sys
+import json, socket, sys
 from dataclasses import asdict
 from netsetup import rtnl
 names, destinations = json.loads(sys.argv[1])
@@ -25,6 +25,9 @@ with rtnl.Socket() as sock:
         "addresses": [asdict(a) for a in rtnl.addresses(sock)],
         "routes": {d: (r and asdict(r)) for d in destinations
                    for r in [rtnl.route(sock, d)]},
+        "batched": [r and asdict(r) for r in rtnl.routes(sock, destinations)],
+        "batch": sock._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+                 // rtnl.ANSWER_TRUESIZE,
         "families": {f: rtnl.genl_family_exists(f)
                      for f in ("nlctrl", "wireguard", "no-such-family")},
     }))
@@ -93,8 +96,37 @@ def test_routes_match_ip_route_get(lab: Lab) -> None:
             assert got["mtu"] == route.get("metrics", [{}])[0].get("mtu"), destination
         assert view["routes"]["203.0.113.9"] is None
         assert view["routes"]["198.51.100.7"]["mtu"] == 1300
+        assert view["batched"] == [view["routes"][d] for d in destinations]
     finally:
         lab.run(node, ["ip", "route", "del", "198.51.100.7/32"], check=False)
+        lab.run(node, ["ip", "route", "del", "unreachable", "203.0.113.0/24"],
+                check=False)
+
+
+def test_batched_routes_keep_their_order(lab: Lab) -> None:
+    # More lookups than one datagram carries, refused ones among them: each
+    # answer must land at its own question.
+    node = "outsider"
+    lab.run(node, ["ip", "route", "add", "198.51.100.0/25", "dev", "eth0",
+                   "mtu", "1300"])
+    lab.run(node, ["ip", "route", "add", "unreachable", "203.0.113.0/24"])
+    try:
+        numbers = range(1, 200)
+        destinations = [address for i in numbers
+                        for address in (f"198.51.100.{i}", f"203.0.113.{i}",
+                                        f"192.0.2.{i}", f"2001:db8::{i:x}")]
+        destinations += destinations[:7]  # asked twice
+        view = rtnl_view(lab, node, [], destinations)
+        assert 1 <= view["batch"] < len(destinations) // 4
+        assert view["batched"] == [view["routes"][d] for d in destinations]
+        got = dict(zip(destinations, view["batched"]))
+        assert all(got[f"203.0.113.{i}"] is None for i in numbers)
+        # .1 to .127 take the /25 and its MTU, the rest whatever else there is
+        assert [(got[f"198.51.100.{i}"] or {}).get("mtu") == 1300
+                for i in numbers] == [i < 128 for i in numbers]
+        assert all(got[f"192.0.2.{i}"]["mtu"] is None for i in numbers)
+    finally:
+        lab.run(node, ["ip", "route", "del", "198.51.100.0/25"], check=False)
         lab.run(node, ["ip", "route", "del", "unreachable", "203.0.113.0/24"],
                 check=False)
 
