@@ -13,9 +13,8 @@ import importlib
 import json
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from netsetup.errors import FirewallError
 from netsetup.spec import Cluster, IPAddress, Node
@@ -28,14 +27,12 @@ FAMILY = "inet"
 COMMENT_RE = re.compile(r'comment "netsetup sha256=([0-9a-f]{64})"')
 
 
-@dataclass(frozen=True)
-class Ruleset:
+class Ruleset(NamedTuple):
     text: str
     digest: str
 
 
-@dataclass(frozen=True)
-class TableState:
+class TableState(NamedTuple):
     digest: str | None  # from the table comment; None if not ours
     listing_digest: str  # sha256 of the stateless listing, to notice edits
 

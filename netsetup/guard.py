@@ -8,14 +8,12 @@ environment comes in as a mapping.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from netsetup.spec import Cluster, IPAddress, Node
 
 
-@dataclass(frozen=True)
-class SshSession:
+class SshSession(NamedTuple):
     client: IPAddress
     client_port: int
     server: IPAddress

@@ -54,8 +54,8 @@ def read(interface: str) -> LinkState | None:
         if found is None:
             return None
         addresses = sorted(f"{addr.address}/{addr.prefixlen}"
-                           for addr in rtnl.addresses(sock, found.index))
-    return LinkState(found.index, found.kind, found.mtu,
+                           for addr in rtnl.addresses(sock, found.ifindex))
+    return LinkState(found.ifindex, found.kind, found.mtu,
                      bool(found.flags & IFF_UP), tuple(addresses))
 
 
@@ -107,7 +107,7 @@ def _index(sock: rtnl.Socket, interface: str) -> int:
     found = rtnl.link(sock, name=interface)
     if found is None:
         raise rtnl.NetlinkError(ENODEV, "no such link")
-    return found.index
+    return found.ifindex
 
 
 def local_addresses() -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:

@@ -40,9 +40,8 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from netsetup.files import fsync_dir, refuse_symlink, write_atomic
 
@@ -132,8 +131,7 @@ def changed_tokens(
     return changes
 
 
-@dataclass(frozen=True)
-class _Match:
+class _Match(NamedTuple):
     start: int
     end: int
     old: str
@@ -211,8 +209,7 @@ def _check_item(kind: str, item: str) -> _Address | None:
 # --- file part ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FileChange:
+class FileChange(NamedTuple):
     """A planned rewrite of one file."""
 
     path: Path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from netsetup import nodelist, sshkeys
 from netsetup.errors import NetsetupError
@@ -57,8 +57,7 @@ class Observed:
     authorized_keys: bytes | None = None
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """One change to the node. `data` is what apply needs to carry it out."""
 
     layer: str

@@ -21,8 +21,7 @@ import errno
 import os
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 NETLINK_ROUTE = 0
 NETLINK_GENERIC = 16
@@ -87,25 +86,22 @@ class NetlinkError(OSError):
     """The kernel refused a request; `errno` says why."""
 
 
-@dataclass(frozen=True)
-class Link:
-    index: int
+class Link(NamedTuple):
+    ifindex: int
     name: str
     kind: str | None  # IFLA_INFO_KIND, None for links without one (lo, eth)
     mtu: int
     flags: int
 
 
-@dataclass(frozen=True)
-class Address:
-    index: int
+class Address(NamedTuple):
+    ifindex: int  # of the link it is on
     family: int
     address: str  # IFA_ADDRESS, as `ip` prints it
     prefixlen: int
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     oif: int | None
     mtu: int | None  # RTAX_MTU of the route's metrics, None if unset
 

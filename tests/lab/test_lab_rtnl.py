@@ -13,19 +13,18 @@ from netsetup.lab import Lab
 # Runs inside a node: what rtnl says about links, addresses and routes.
 QUERY = """
 import json, socket, sys
-from dataclasses import asdict
 from netsetup import rtnl
 names, destinations = json.loads(sys.argv[1])
 with rtnl.Socket() as sock:
     links = {name: rtnl.link(sock, name=name) for name in names}
-    by_index = {l.index: rtnl.link(sock, index=l.index) for l in links.values() if l}
+    by_index = {l.ifindex: rtnl.link(sock, index=l.ifindex) for l in links.values() if l}
     print(json.dumps({
-        "links": {n: l and asdict(l) for n, l in links.items()},
-        "same_by_index": all(by_index[l.index] == l for l in links.values() if l),
-        "addresses": [asdict(a) for a in rtnl.addresses(sock)],
-        "routes": {d: (r and asdict(r)) for d in destinations
+        "links": {n: l and l._asdict() for n, l in links.items()},
+        "same_by_index": all(by_index[l.ifindex] == l for l in links.values() if l),
+        "addresses": [a._asdict() for a in rtnl.addresses(sock)],
+        "routes": {d: (r and r._asdict()) for d in destinations
                    for r in [rtnl.route(sock, d)]},
-        "batched": [r and asdict(r) for r in rtnl.routes(sock, destinations)],
+        "batched": [r and r._asdict() for r in rtnl.routes(sock, destinations)],
         "batch": sock._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                  // rtnl.ANSWER_TRUESIZE,
         "families": {f: rtnl.genl_family_exists(f)
@@ -56,7 +55,7 @@ def test_links_and_addresses_match_ip(lab: Lab, node: str) -> None:
     assert view["same_by_index"]
     for entry in ip_links:
         got = view["links"][entry["ifname"]]
-        assert got["index"] == entry["ifindex"]
+        assert got["ifindex"] == entry["ifindex"]
         assert got["name"] == entry["ifname"]
         assert got["mtu"] == entry["mtu"]
         assert bool(got["flags"] & 1) == ("UP" in entry["flags"])
@@ -67,7 +66,7 @@ def test_links_and_addresses_match_ip(lab: Lab, node: str) -> None:
     expected = sorted((entry["ifindex"], info["local"], info["prefixlen"])
                       for entry in ip_json(lab, node, "addr", "show")
                       for info in entry["addr_info"])
-    got_addresses = sorted((a["index"], a["address"], a["prefixlen"])
+    got_addresses = sorted((a["ifindex"], a["address"], a["prefixlen"])
                            for a in view["addresses"])
     assert got_addresses == expected
     assert any(":" in a for _, a, _ in expected)  # both families were read
