@@ -11,6 +11,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -217,24 +218,26 @@ def _cluster_fields(cluster: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _node(raw: Any, index: int, network: IPNetwork, where: str,
           require_keys: bool = True) -> Node:
-    label = f"nodes[{index}]"
+    # A thousand nodes make every step count: hence _typed called directly
+    # rather than through a local helper, and no work done for a key that is
+    # absent. The checks and their order are what errors depend on.
     if not isinstance(raw, dict):
-        raise SpecError(where, "must be a table", field=label)
+        raise SpecError(where, "must be a table", field=f"nodes[{index}]")
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise SpecError(where, "must be a host name ([A-Za-z0-9._-], "
-                        "starting with a letter or digit)", field=f"{label}.name")
+                        "starting with a letter or digit)",
+                        field=f"nodes[{index}].name")
     _reject_unknown(raw, NODE_KEYS, where, name, "")
 
-    def get(key: str, kind: type, default: Any = None) -> Any:
-        return _typed(raw, key, kind, default, where, name, "")
-
-    role = get("role", str, "worker")
+    role = _typed(raw, "role", str, "worker", where, name, "")
     if role not in ROLES:
         raise SpecError(where, f"{role!r} is not one of {', '.join(ROLES)}",
                         node=name, field="role")
-    address = _address(get("address", str), where, name, "address")
-    vpn_address = _address(get("vpn_address", str), where, name, "vpn_address")
+    text = _typed(raw, "address", str, None, where, name, "")
+    address = _address(text, where, name, "address")
+    text = _typed(raw, "vpn_address", str, None, where, name, "")
+    vpn_address = _address(text, where, name, "vpn_address")
     _check_vpn_address(vpn_address, network, where, name)
     if address in network:
         # The tunnel's own packets to this node would be routed into it.
@@ -244,15 +247,17 @@ def _node(raw: Any, index: int, network: IPNetwork, where: str,
     if not require_keys and "public_key" not in raw:
         public_key = ""
     else:
-        public_key = _public_key(get("public_key", str), where, name)
-    optional_keys = {
-        key: _public_key(get(key, str), where, name, key)
-        for key in ("next_public_key", "previous_public_key") if key in raw
-    }
+        text = _typed(raw, "public_key", str, None, where, name, "")
+        public_key = _public_key(text, where, name)
+    optional_keys: dict[str, str] = {}
+    for key in ("next_public_key", "previous_public_key"):
+        if key in raw:
+            text = _typed(raw, key, str, None, where, name, "")
+            optional_keys[key] = _public_key(text, where, name, key)
     if "next_public_key" in optional_keys and role != "master":
         raise SpecError(where, "only the master announces its next key",
                         node=name, field="next_public_key")
-    hostnames = get("hostnames", list, [])
+    hostnames = _typed(raw, "hostnames", list, [], where, name, "")
     for i, host in enumerate(hostnames):
         if not isinstance(host, str) or not NAME_RE.match(host):
             raise SpecError(where, f"{host!r} is not a host name",
@@ -267,6 +272,8 @@ def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
         raise SpecError(where, f"need exactly one master, found {len(masters)}"
                         + (f" ({', '.join(masters)})" if masters else ""),
                         field="role")
+    if not _may_share(nodes):
+        return
     seen: dict[tuple[str, str | IPAddress], tuple[int, str]] = {}
     for index, node in enumerate(nodes):
         names = [("name", "name", node.name.lower())]
@@ -283,6 +290,34 @@ def _check_nodes(nodes: tuple[Node, ...], where: str) -> None:
                 raise SpecError(where, f"{value} is also used by node {other[1]!r}",
                                 node=node.name, field=label)
             seen[(kind, value)] = (index, node.name)
+
+
+def _may_share(nodes: tuple[Node, ...]) -> bool:
+    """Tell whether two nodes might share a name, address or key.
+
+    A quick screen for `_check_nodes`, whose exact search, which names the
+    first clash, hashes every ipaddress object in Python. An address is
+    screened by its integer alone: equal addresses have equal integers, so
+    a clash is never missed; a false alarm (0.0.0.1 and ::1, or two scope
+    ids) only sends the file to the exact search.
+    """
+    names: list[str] = []
+    numbers: list[int] = []
+    keys: list[str] = []
+    for node in nodes:
+        # A node may repeat its own value; only a value two nodes use counts.
+        if node.hostnames:
+            names += {name.lower() for name in (node.name, *node.hostnames)}
+        else:
+            names.append(node.name.lower())
+        address, vpn_address = int(node.address), int(node.vpn_address)
+        numbers.append(address)
+        if vpn_address != address:
+            numbers.append(vpn_address)
+        if node.public_key:
+            keys.append(node.public_key)
+    return any(len(set(values)) != len(values)
+               for values in (names, numbers, keys))
 
 
 def _check_vpn_address(
@@ -303,6 +338,8 @@ def _reject_unknown(
     table: dict[str, Any], known: set[str], where: str, node: str | None,
     prefix: str,
 ) -> None:
+    if table.keys() <= known:
+        return
     unknown = sorted(set(table) - known)
     if unknown:
         raise SpecError(where, f"unknown key (known: {', '.join(sorted(known))})",
@@ -351,7 +388,7 @@ def _address(value: str | None, where: str, node: str, label: str) -> IPAddress:
     if value is None:
         raise SpecError(where, "is required", node=node, field=label)
     try:
-        address = ipaddress.ip_address(value)
+        address = parse_address(value)
     except ValueError as exc:
         # nft would try to resolve a host name via DNS; allow addresses only.
         raise SpecError(where, f"{value!r} is not an IP address",
@@ -360,6 +397,29 @@ def _address(value: str | None, where: str, node: str, label: str) -> IPAddress:
         raise SpecError(where, f"{value} cannot be a node address",
                         node=node, field=label)
     return address
+
+
+def parse_address(text: str) -> IPAddress:
+    """Return the address `text` spells, exactly as ipaddress.ip_address would.
+
+    socket.inet_pton parses in C, ipaddress in Python at a few times the
+    cost: at a thousand nodes that was most of `parse`. Text inet_pton
+    refuses (scope ids such as "fe80::1%eth0", and every error) goes on
+    to ipaddress, so what it accepts and its error message stay the same.
+    That needs a libc no laxer than ipaddress (glibc refuses leading zeros
+    and short forms too); tests/unit/test_spec_addresses.py holds the two
+    to the same answers.
+    """
+    try:
+        # An IPv6 address has a colon and an IPv4 one never does, so one
+        # call suffices, and each family rejects the other's text anyway.
+        if ":" in text:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+            return ipaddress.IPv6Address(packed)
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):  # ValueError: a NUL or a lone surrogate
+        pass
+    return ipaddress.ip_address(text)
 
 
 def _public_key(
