@@ -7,7 +7,7 @@ medians:
   top-level package (pyroute2, click, nftables, jinja2, cryptography)
   costs to import, counting each package once where it is first imported,
   wherever that happens;
-- `python -m cProfile` (one run): cumulative time of netsetup's phases
+- cProfile (one run): cumulative time of netsetup's phases
   (load the context, compute the desired state, observe, apply). cProfile
   slows Python code down, so compare phases with each other, not with the
   medians.
@@ -161,16 +161,36 @@ def import_profile(node: Node, args: list[str], runs: int = 1,
                   for name in PACKAGES})
 
 
+# `python -m cProfile` writes its file when the script returns, but
+# netsetup's main() ends the process with os._exit (no interpreter
+# teardown): write the profile just before that exit instead.
+PROFILED = """
+import cProfile, os, sys
+output, sys.argv = sys.argv[1], ["netsetup", *sys.argv[2:]]
+profile = cProfile.Profile()
+exit_now = os._exit
+def dump_then_exit(status):
+    profile.disable()
+    profile.dump_stats(output)
+    exit_now(status)
+os._exit = dump_then_exit
+profile.enable()
+from netsetup.cli import main
+main()
+"""
+
+
 def phase_profile(node: Node, args: list[str], output: Path,
                   reset: Callable[[], None] | None = None) -> str:
     """Run netsetup ARGS under cProfile once; return its phase line."""
     if reset is not None:
         reset()
     output.unlink(missing_ok=True)
-    sample = node.measure([PYTHON, "-m", "cProfile", "-o", str(output),
-                           "-m", "netsetup", *args])
+    sample = node.measure([PYTHON, "-c", PROFILED, str(output), *args])
     if not output.exists():
-        raise BenchError(f"cProfile wrote no profile: {sample.stderr.strip()}")
+        last = " / ".join(sample.stderr.strip().splitlines()[-3:])
+        raise BenchError(f"cProfile wrote no profile (exit {sample.returncode}): "
+                         f"{last}")
     return format_phases(pstats.Stats(str(output)))
 
 
