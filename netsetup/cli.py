@@ -67,9 +67,7 @@ def cli(options: Options, config: Path | None, verbose: int, quiet: bool,
         debug: bool) -> None:
     """Put a master/worker cluster on WireGuard and fence its ports to it."""
     if config is not None:
-        from dataclasses import replace
-
-        options.settings = replace(options.settings, config=config)
+        options.settings = options.settings._replace(config=config)
     options.debug = debug
     level = logging.WARNING if quiet else (
         logging.DEBUG if verbose > 1 or debug else logging.INFO)

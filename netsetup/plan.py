@@ -6,7 +6,7 @@ node gives an empty plan, and `apply` then touches nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -211,10 +211,10 @@ def wanted_peers(desired: Desired, observed: Observed) -> dict[str, PeerConfig]:
         active = active_key(keys, observed)
         for key in keys:
             if key != active:
-                wanted[key] = replace(peer, public_key=key, allowed_ips=(),
-                                      persistent_keepalive=0)
+                wanted[key] = peer._replace(public_key=key, allowed_ips=(),
+                                            persistent_keepalive=0)
         wanted[active] = peer if active == peer.public_key else \
-            replace(peer, public_key=active)
+            peer._replace(public_key=active)
     return wanted
 
 

@@ -120,7 +120,7 @@ def take(
         device=None if device is None else {
             "private_key": device.private_key,
             "listen_port": device.listen_port,
-            "peers": [asdict(peer.config()) for peer in device.peers.values()],
+            "peers": [peer.config()._asdict() for peer in device.peers.values()],
         },
         files=contents,
         folders=[str(settings.nodelist_state)],

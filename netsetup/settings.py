@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import ClassVar
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Settings:
+# Each setting's variable: NETSETUP_* overrides the default.
+ENVIRONMENT = {
+    "config": "NETSETUP_CONFIG",
+    "state_dir": "NETSETUP_STATE_DIR",
+    "run_dir": "NETSETUP_RUN_DIR",
+    "wireguard_go": "NETSETUP_WIREGUARD_GO",
+    "authorized_keys": "NETSETUP_AUTHORIZED_KEYS",
+}
+
+
+class Settings(NamedTuple):
     """Every path the tool reads or writes, and the programs it runs."""
 
     config: Path = Path("/etc/netsetup/cluster.toml")
@@ -18,23 +26,15 @@ class Settings:
     wireguard_go: str = "wireguard-go"
     authorized_keys: Path = Path("/root/.ssh/authorized_keys")
 
-    ENVIRONMENT: ClassVar[dict[str, str]] = {
-        "config": "NETSETUP_CONFIG",
-        "state_dir": "NETSETUP_STATE_DIR",
-        "run_dir": "NETSETUP_RUN_DIR",
-        "wireguard_go": "NETSETUP_WIREGUARD_GO",
-        "authorized_keys": "NETSETUP_AUTHORIZED_KEYS",
-    }
-
     @classmethod
     def from_env(cls) -> Settings:
         """Return the defaults, overridden by NETSETUP_* variables if set."""
         settings = cls()
-        for name, variable in cls.ENVIRONMENT.items():
+        for name, variable in ENVIRONMENT.items():
             value = os.environ.get(variable)
             if value:
                 kind = type(getattr(settings, name))
-                settings = replace(settings, **{name: kind(value)})
+                settings = settings._replace(**{name: kind(value)})
         return settings
 
     def key_path(self, interface: str) -> Path:

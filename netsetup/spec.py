@@ -12,9 +12,8 @@ import binascii
 import ipaddress
 import re
 import socket
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 import tomli
 
@@ -39,8 +38,7 @@ NODE_KEYS = {"name", "role", "address", "vpn_address", "public_key", "hostnames"
 SSH_KEY_RE = re.compile(r"^ssh-ed25519 [A-Za-z0-9+/=]{40,100}( [\x21-\x7e]*)?\Z")
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     name: str
     role: str
     address: IPAddress
@@ -64,8 +62,7 @@ class Node:
         return tuple(dict.fromkeys(k for k in keys if k is not None))
 
 
-@dataclass(frozen=True)
-class Cluster:
+class Cluster(NamedTuple):
     path: str
     name: str
     interface: str
@@ -80,7 +77,7 @@ class Cluster:
     rekey_interval_days: int
     rekey_timeout: int
     rekey_ssh_key: str | None
-    nodes: tuple[Node, ...] = field(default=())
+    nodes: tuple[Node, ...] = ()
 
     @property
     def master(self) -> Node:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from netsetup.errors import NetsetupError
-from netsetup.settings import Settings
+from netsetup.settings import ENVIRONMENT, Settings
 from netsetup.spec import Cluster
 
 MARK = "netsetup-rekey"
@@ -42,7 +42,7 @@ def agent_command(settings: Settings) -> str:
     # that is not the default, or the agent would act on the wrong files.
     defaults = Settings()
     env = [f"{variable}={getattr(settings, name)}"
-           for name, variable in Settings.ENVIRONMENT.items()
+           for name, variable in ENVIRONMENT.items()
            if name != "config"
            and getattr(settings, name) != getattr(defaults, name)]
     prefix = ["env", *env] if env else []

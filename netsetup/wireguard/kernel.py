@@ -207,7 +207,7 @@ def parse_device(messages: list[bytes]) -> DeviceState:
             peer = _peer_state(rtnl.attributes(nested))
             earlier = peers.get(peer.public_key)
             if earlier is not None:
-                peer = replace(earlier, allowed_ips=tuple(sorted(
+                peer = earlier._replace(allowed_ips=tuple(sorted(
                     earlier.allowed_ips + peer.allowed_ips)))
             peers[peer.public_key] = peer
     return DeviceState(private_key, listen_port, peers)
