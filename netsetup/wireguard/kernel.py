@@ -16,7 +16,6 @@ import logging
 import socket
 import struct
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Iterator
 
 from netsetup import link, rtnl
