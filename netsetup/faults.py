@@ -28,19 +28,22 @@ def point(name: str) -> None:
     """Mark a place where a crash must leave a node the next apply repairs."""
     global _reached
     _reached += 1
-    trace = os.environ.get("NETSETUP_FAULT_TRACE")
+    trace, step, pause = _settings()
     if trace:
         with open(trace, "a") as handle:
             handle.write(f"{_reached} {name}\n")
-    if _step() in (str(_reached), name):
+    if step in (str(_reached), name):
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("NETSETUP_FAULT_PAUSE") == str(_reached):
+    if pause == str(_reached):
         time.sleep(1)
 
 
 @functools.cache
-def _step() -> str | None:
-    # Read once per process: a master with 1000 workers passes 1000 points.
+def _settings() -> tuple[str | None, str | None, str | None]:
+    """Return the trace file, the step and the pause point, if any.
+
+    Read once per process: a master with 1000 workers passes 1000 points.
+    """
     step = os.environ.get("NETSETUP_FAULT_STEP")
     run_dir = os.environ.get("NETSETUP_RUN_DIR")
     if step is None and run_dir:
@@ -49,4 +52,5 @@ def _step() -> str | None:
                 step = handle.read().strip()
         except FileNotFoundError:
             pass
-    return step
+    return (os.environ.get("NETSETUP_FAULT_TRACE"), step,
+            os.environ.get("NETSETUP_FAULT_PAUSE"))

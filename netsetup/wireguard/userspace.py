@@ -64,7 +64,7 @@ class UserspaceBackend:
                 log.info("%s: wireguard-go started (pid %d)", interface,
                          process.pid)
                 return
-            time.sleep(0.005)
+            time.sleep(0.001)  # it answers within a few ms
         process.kill()
         raise BackendError(f"{interface}: wireguard-go did not open its UAPI "
                            f"socket within {START_TIMEOUT:.0f} s")
