@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pytest
 
@@ -72,13 +73,23 @@ def test_links_and_addresses_match_ip(lab: Lab, node: str) -> None:
     assert any(":" in a for _, a, _ in expected)  # both families were read
 
 
-def test_routes_match_ip_route_get(lab: Lab) -> None:
-    node = "outsider"
-    # One route with an MTU metric of its own, in a namespace this test owns.
-    lab.run(node, ["ip", "route", "add", "198.51.100.7/32", "dev", "eth0",
-                   "mtu", "1300"])
+@contextmanager
+def extra_routes(lab: Lab, node: str, with_mtu: str) -> Iterator[None]:
+    """Add a route to `with_mtu` with an MTU metric of its own (1300) and an
+    unreachable 203.0.113.0/24, in a namespace the test owns; remove both."""
+    lab.run(node, ["ip", "route", "add", with_mtu, "dev", "eth0", "mtu", "1300"])
     lab.run(node, ["ip", "route", "add", "unreachable", "203.0.113.0/24"])
     try:
+        yield
+    finally:
+        lab.run(node, ["ip", "route", "del", with_mtu], check=False)
+        lab.run(node, ["ip", "route", "del", "unreachable", "203.0.113.0/24"],
+                check=False)
+
+
+def test_routes_match_ip_route_get(lab: Lab) -> None:
+    node = "outsider"
+    with extra_routes(lab, node, "198.51.100.7/32"):
         destinations = ["192.0.2.11", "10.77.0.11", "198.51.100.7",
                         "2001:db8::11", "203.0.113.9"]
         view = rtnl_view(lab, node, [], destinations)
@@ -96,20 +107,13 @@ def test_routes_match_ip_route_get(lab: Lab) -> None:
         assert view["routes"]["203.0.113.9"] is None
         assert view["routes"]["198.51.100.7"]["mtu"] == 1300
         assert view["batched"] == [view["routes"][d] for d in destinations]
-    finally:
-        lab.run(node, ["ip", "route", "del", "198.51.100.7/32"], check=False)
-        lab.run(node, ["ip", "route", "del", "unreachable", "203.0.113.0/24"],
-                check=False)
 
 
 def test_batched_routes_keep_their_order(lab: Lab) -> None:
     # More lookups than one datagram carries, refused ones among them: each
     # answer must land at its own question.
     node = "outsider"
-    lab.run(node, ["ip", "route", "add", "198.51.100.0/25", "dev", "eth0",
-                   "mtu", "1300"])
-    lab.run(node, ["ip", "route", "add", "unreachable", "203.0.113.0/24"])
-    try:
+    with extra_routes(lab, node, "198.51.100.0/25"):
         numbers = range(1, 200)
         destinations = [address for i in numbers
                         for address in (f"198.51.100.{i}", f"203.0.113.{i}",
@@ -124,10 +128,6 @@ def test_batched_routes_keep_their_order(lab: Lab) -> None:
         assert [(got[f"198.51.100.{i}"] or {}).get("mtu") == 1300
                 for i in numbers] == [i < 128 for i in numbers]
         assert all(got[f"192.0.2.{i}"]["mtu"] is None for i in numbers)
-    finally:
-        lab.run(node, ["ip", "route", "del", "198.51.100.0/25"], check=False)
-        lab.run(node, ["ip", "route", "del", "unreachable", "203.0.113.0/24"],
-                check=False)
 
 
 def test_generic_netlink_families(lab: Lab) -> None:
