@@ -290,20 +290,12 @@ def addresses(sock: Socket, index: int | None = None) -> list[Address]:
     return found
 
 
-def route(sock: Socket, destination: str) -> Route | None:
-    """Ask the kernel which route it would take to `destination`.
-
-    None if it has none (unreachable, prohibited and the like).
-    """
-    (found,) = routes(sock, [destination])
-    return found
-
-
 def routes(sock: Socket, destinations: list[str]) -> list[Route | None]:
     """Ask the kernel for the route to each destination, in order.
 
     The questions go out many to a datagram: a master asks one per
-    worker. None where the kernel has no route.
+    worker. None where the kernel has none (unreachable, prohibited and
+    the like).
     """
     bodies = []
     for destination in destinations:

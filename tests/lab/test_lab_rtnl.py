@@ -23,8 +23,9 @@ with rtnl.Socket() as sock:
         "links": {n: l and l._asdict() for n, l in links.items()},
         "same_by_index": all(by_index[l.ifindex] == l for l in links.values() if l),
         "addresses": [a._asdict() for a in rtnl.addresses(sock)],
+        # one lookup per request, then all of them batched
         "routes": {d: (r and r._asdict()) for d in destinations
-                   for r in [rtnl.route(sock, d)]},
+                   for r in rtnl.routes(sock, [d])},
         "batched": [r and r._asdict() for r in rtnl.routes(sock, destinations)],
         "batch": sock._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
                  // rtnl.ANSWER_TRUESIZE,
