@@ -256,13 +256,15 @@ def _addresses(desired: Desired, observed: Observed) -> list[Action]:
     have = set() if observed.link is None else set(observed.link.addresses)
     want = set(desired.addresses)
     name = desired.interface
-    actions = [Action("addresses", "add-address", f"{name}: add address {cidr}",
-                      cidr) for cidr in sorted(want - have)]
-    # The kernel may give the link an IPv6 link-local address; it is not
-    # ours to remove.
-    actions += [Action("addresses", "remove-address",
-                       f"{name}: remove address {cidr}", cidr)
-                for cidr in sorted(have - want) if not is_link_local(cidr)]
+    # Removals first: an IPv4 address added in the subnet of one already
+    # there is a secondary, and the kernel deletes secondaries with their
+    # primary. The kernel may give the link an IPv6 link-local address; it
+    # is not ours to remove.
+    actions = [Action("addresses", "remove-address",
+                      f"{name}: remove address {cidr}", cidr)
+               for cidr in sorted(have - want) if not is_link_local(cidr)]
+    actions += [Action("addresses", "add-address", f"{name}: add address {cidr}",
+                       cidr) for cidr in sorted(want - have)]
     return actions
 
 
