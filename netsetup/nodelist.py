@@ -28,7 +28,8 @@ and ``worker-1.example.org`` alone.
 
 The file part keeps the true original under a state directory together with
 the sha256 of what was written, so that ``restore`` can tell whether somebody
-edited the file in the meantime.
+edited the file in the meantime. While nobody has, each later apply rewrites
+the original afresh rather than its own earlier rewrite.
 """
 
 from __future__ import annotations
@@ -244,29 +245,52 @@ def plan_file(path: Path, mapping: Mapping[str, str]) -> FileChange | None:
     return file_change(path, old, mapping)
 
 
-def file_change(path: Path, old: bytes, mapping: Mapping[str, str]
-                ) -> FileChange | None:
-    """Return the change rewriting `old` (the bytes of `path`) would make."""
-    new = rewrite(old, mapping)
+def file_change(path: Path, old: bytes, mapping: Mapping[str, str],
+                original: bytes | None = None) -> FileChange | None:
+    """Return the change rewriting `old` (the bytes of `path`) would make.
+
+    With `original` (what `saved_original` gives), the new bytes are the
+    original rewritten afresh, so tokens of an earlier mapping (a VPN
+    address since changed, a node since removed) do not stay behind.
+    """
+    new = rewrite(old if original is None else original, mapping)
     if new == old:
         return None
     return FileChange(path, old, new)
 
 
-def save_original(path: Path, state_dir: Path, original: bytes, written: bytes) -> None:
+def saved_original(path: Path, state_dir: Path, current: bytes) -> bytes | None:
+    """Return the saved original of path if `current` is our own rewrite.
+
+    None when nothing is saved or somebody edited the file since we wrote
+    it: the original no longer tells what the file should say.
+    """
+    orig_file, sha_file = _state_files(path, state_dir)
+    if _sha256(current) not in _read_shas(sha_file):
+        return None
+    return _read_or_none(orig_file)
+
+
+def save_original(path: Path, state_dir: Path, current: bytes, written: bytes) -> None:
     """Remember the original of path and the sha256 of what we write there.
 
-    Call this before writing the new content, so a crash cannot lose the
-    original. An original saved earlier is kept: after a second apply the
-    file holds our own rewrite, not the true original.
+    Call this before writing `written` over `current`, so a crash cannot
+    lose the original. An original saved earlier is kept: after a second
+    apply the file holds our own rewrite, not the true original. If
+    `current` is our earlier rewrite, its checksum stays listed too, so a
+    crash before the write does not make it look edited.
     """
     orig_file, sha_file = _state_files(path, state_dir)
     orig_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shas = [_sha256(written)]
     if orig_file.exists():
         log.debug("keeping the original of %s saved earlier", path)
+        if _sha256(current) in _read_shas(sha_file):
+            shas.append(_sha256(current))
     else:
-        write_atomic(orig_file, original, mode=0o600)
-    write_atomic(sha_file, _sha256(written).encode("ascii") + b"\n", mode=0o600)
+        write_atomic(orig_file, current, mode=0o600)
+    write_atomic(sha_file, "".join(f"{sha}\n" for sha in shas).encode("ascii"),
+                 mode=0o600)
 
 
 def restore(path: Path, state_dir: Path) -> RestoreResult:
@@ -286,7 +310,7 @@ def restore(path: Path, state_dir: Path) -> RestoreResult:
     result: RestoreResult
     if current == original:
         result = "restored"
-    elif current is None or _sha256(current) == _read_sha(sha_file):
+    elif current is None or _sha256(current) in _read_shas(sha_file):
         write_atomic(path, original)
         log.info("restored the original %s", path)
         result = "restored"
@@ -341,9 +365,10 @@ def _forget(orig_file: Path, sha_file: Path) -> None:
     fsync_dir(orig_file.parent)
 
 
-def _read_sha(sha_file: Path) -> str | None:
+def _read_shas(sha_file: Path) -> list[str]:
+    """Return the checksums of what we wrote: the last write first."""
     content = _read_or_none(sha_file)
-    return None if content is None else content.decode("ascii", "replace").strip()
+    return [] if content is None else content.decode("ascii", "replace").split()
 
 
 def _read_or_none(path: Path) -> bytes | None:

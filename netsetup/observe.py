@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from netsetup import link
+from netsetup import link, nodelist
 from netsetup.errors import NodeListError
 from netsetup.firewall import Nft
 from netsetup.plan import Observed
@@ -26,15 +26,23 @@ def observe(
     route_mtu = None
     if cluster.mtu is None:
         route_mtu = link.route_mtu([str(p.address) for p in cluster.peers_of(node)])
+    files = {path: read_nodelist(path) for path in cluster.nodelist}
+    originals = {}
+    for path, data in files.items():
+        original = None if data is None else nodelist.saved_original(
+            path, settings.nodelist_state, data)
+        if original is not None:
+            originals[path] = original
     return Observed(
         link=link_state,
         device=device,
         table=nft.read(),
         recorded_listing=_read_text(settings.firewall_state),
         route_mtu=route_mtu,
-        files={path: read_nodelist(path) for path in cluster.nodelist},
+        files=files,
         authorized_keys=None if node.is_master
         else _read_bytes(settings.authorized_keys),
+        originals=originals,
     )
 
 

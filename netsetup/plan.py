@@ -55,6 +55,8 @@ class Observed:
     route_mtu: int | None
     files: dict[Path, bytes | None] = field(default_factory=dict)
     authorized_keys: bytes | None = None
+    # Saved originals of the files that still hold our own last rewrite.
+    originals: dict[Path, bytes] = field(default_factory=dict)
 
 
 class Action(NamedTuple):
@@ -280,7 +282,8 @@ def _files(desired: Desired, observed: Observed) -> list[Action]:
         if data is None:
             continue
         try:
-            change = nodelist.file_change(path, data, desired.nodelist_map)
+            change = nodelist.file_change(path, data, desired.nodelist_map,
+                                          observed.originals.get(path))
         except ValueError as exc:
             raise PlanError(f"{path}: cannot rewrite: {exc}") from exc
         if change is None:

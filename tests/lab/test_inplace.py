@@ -7,7 +7,7 @@ import re
 
 from helpers import (cluster_file, cluster_text, link_index, link_mtu,
                      table_handle, wg_dump)
-from netsetup.lab import CLUSTER_NODES, Lab
+from netsetup.lab import CLUSTER_NODES, NODELIST_TEXT, Lab
 
 
 def test_mtu_and_keepalive_change_in_place(lab: Lab) -> None:
@@ -60,3 +60,34 @@ def test_bad_cluster_file_exits_2_and_changes_nothing(lab: Lab) -> None:
     assert "vpn_address" in message
     assert (table_handle(lab, "worker-1"), link_index(lab, "worker-1")) == (
         handle, index)
+
+
+def test_vpn_address_change_reaches_the_node_list_and_down_still_restores(
+    lab: Lab,
+) -> None:
+    names = [n.name for n in CLUSTER_NODES]
+    nodelist = lab.host_path("master", lab.nodelist_path)
+    converged = nodelist.read_bytes()
+    assert b"10.77.0.11\tworker-1" in converged
+    text = cluster_text(lab, "master").replace(
+        'vpn_address = "10.77.0.11"', 'vpn_address = "10.77.0.21"', 1)
+    try:
+        with cluster_file(lab, names, text):
+            for node in names:
+                lab.netsetup(node, "apply")
+            moved = nodelist.read_bytes()
+            # The old VPN address does not stay behind: the line is the
+            # original's, rewritten with the new address.
+            assert moved == converged.replace(b"10.77.0.11", b"10.77.0.21")
+            assert lab.ssh("master", "10.77.0.21")
+            assert lab.netsetup("master", "plan", check=False).returncode == 0
+    finally:
+        for node in names:
+            lab.netsetup(node, "apply")
+    assert nodelist.read_bytes() == converged
+    lab.netsetup("master", "down")
+    try:
+        assert nodelist.read_bytes() == NODELIST_TEXT
+    finally:
+        lab.netsetup("master", "apply")
+    assert nodelist.read_bytes() == converged

@@ -15,10 +15,12 @@ from netsetup.nodelist import (
     FileChange,
     changed_tokens,
     is_rewritten,
+    file_change,
     plan_file,
     restore,
     rewrite,
     save_original,
+    saved_original,
     validate_mapping,
     write_atomic,
 )
@@ -542,3 +544,56 @@ def test_restore_when_file_still_holds_original_forgets_state(tmp_path: Path) ->
     assert restore(path, state_dir) == "restored"
     assert path.read_bytes() == b"192.0.2.1\n"
     assert not is_rewritten(path, state_dir)
+
+
+def _apply(path: Path, state_dir: Path, mapping: dict[str, str]) -> None:
+    """What plan and apply do with one node-list file."""
+    current = path.read_bytes()
+    change = file_change(path, current, mapping,
+                         saved_original(path, state_dir, current))
+    if change is not None:
+        save_original(path, state_dir, change.old, change.new)
+        path.write_bytes(change.new)
+
+
+def test_a_changed_mapping_rewrites_the_original_not_the_rewrite(
+    tmp_path: Path,
+) -> None:
+    path, state_dir = tmp_path / "nodelist.txt", tmp_path / "state"
+    path.write_bytes(b"192.0.2.1 a\n192.0.2.2 b\n")
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.1", "192.0.2.2": "10.8.0.2"})
+    assert path.read_bytes() == b"10.8.0.1 a\n10.8.0.2 b\n"
+    # a's VPN address changes, b leaves the cluster
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.21"})
+    assert path.read_bytes() == b"10.8.0.21 a\n192.0.2.2 b\n"
+    assert restore(path, state_dir) == "restored"
+    assert path.read_bytes() == b"192.0.2.1 a\n192.0.2.2 b\n"
+
+
+def test_an_edited_rewrite_is_rewritten_as_it_stands(tmp_path: Path) -> None:
+    path, state_dir = tmp_path / "nodelist.txt", tmp_path / "state"
+    path.write_bytes(b"192.0.2.1 a\n")
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.1"})
+    path.write_bytes(b"10.8.0.1 a\n192.0.2.2 new\n")
+    assert saved_original(path, state_dir, path.read_bytes()) is None
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.1", "192.0.2.2": "10.8.0.2"})
+    assert path.read_bytes() == b"10.8.0.1 a\n10.8.0.2 new\n"
+
+
+def test_a_crash_before_the_second_write_keeps_the_original_usable(
+    tmp_path: Path,
+) -> None:
+    path, state_dir = tmp_path / "nodelist.txt", tmp_path / "state"
+    path.write_bytes(b"192.0.2.1 a\n")
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.1"})
+    first = path.read_bytes()
+    # Killed between recording the new write and making it:
+    save_original(path, state_dir, first, b"10.8.0.21 a\n")
+    assert saved_original(path, state_dir, first) == b"192.0.2.1 a\n"
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.21"})
+    assert path.read_bytes() == b"10.8.0.21 a\n"
+    # Only our last two writes count as ours, not every earlier one.
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.31"})
+    assert saved_original(path, state_dir, first) is None
+    assert restore(path, state_dir) == "restored"
+    assert path.read_bytes() == b"192.0.2.1 a\n"
