@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netsetup import faults, files, link, nodelist, sshkeys
-from netsetup.errors import NetsetupError
+from netsetup.errors import LinkError, NetsetupError
 from netsetup.firewall import Nft, Ruleset
 from netsetup.plan import Action, Desired, device_change
 from netsetup.settings import Settings
@@ -78,7 +78,11 @@ def execute(
     interface = desired.interface
     change = device_change(desired, actions)
     device_done = False
+    addresses_changed = False
     for action in actions:
+        if addresses_changed and action.layer != "addresses":
+            _settle_addresses(interface, desired.addresses)
+            addresses_changed = False
         faults.point(f"before {action.kind}")
         if action.kind in DEVICE_KINDS:
             # All key, port and peer changes travel in one message, and are
@@ -97,8 +101,10 @@ def execute(
             link.set_mtu(interface, action.data)
         elif action.kind == "add-address":
             link.add_address(interface, action.data)
+            addresses_changed = True
         elif action.kind == "remove-address":
             link.del_address(interface, action.data)
+            addresses_changed = True
         elif action.kind == "set-up":
             link.set_up(interface)
         elif action.kind == "rewrite-nodelist":
@@ -110,8 +116,39 @@ def execute(
         else:
             raise NetsetupError(f"internal: unknown action {action.kind!r}")
         log.info("%s", action.summary)
+    if addresses_changed:
+        _settle_addresses(interface, desired.addresses)
     _record_applied_config(settings)
     faults.point("done")
+
+
+def _settle_addresses(interface: str, wanted: tuple[str, ...]) -> None:
+    """Read the addresses back before anything (the node list) names them.
+
+    The kernel may remove more than it was asked to: deleting an IPv4
+    primary address takes the secondaries of its subnet with it, and a
+    wanted address added after a stray one of the same subnet is such a
+    secondary. What went that way is added again.
+    """
+    have = _addresses(interface)
+    missing = sorted(set(wanted) - have)
+    for cidr in missing:
+        link.add_address(interface, cidr)
+        log.info("%s: add address %s again (the kernel removed it with the "
+                 "primary address of its subnet)", interface, cidr)
+    if missing:
+        have = _addresses(interface)
+    if have != set(wanted):
+        raise LinkError(
+            f"{interface}: after the address changes it has "
+            f"{', '.join(sorted(have)) or 'no address'}, not "
+            f"{', '.join(wanted)}; run apply again")
+
+
+def _addresses(interface: str) -> set[str]:
+    state = link.read(interface)
+    return set() if state is None else {
+        cidr for cidr in state.addresses if not link.is_link_local(cidr)}
 
 
 def _record_applied_config(settings: Settings) -> None:

@@ -7,7 +7,7 @@ import re
 
 from helpers import (cluster_file, cluster_text, link_index, link_mtu,
                      table_handle, wg_dump)
-from netsetup.lab import CLUSTER_NODES, NODELIST_TEXT, Lab
+from netsetup.lab import CLUSTER_NODES, INTERFACE, NODELIST_TEXT, Lab
 
 
 def test_mtu_and_keepalive_change_in_place(lab: Lab) -> None:
@@ -91,3 +91,22 @@ def test_vpn_address_change_reaches_the_node_list_and_down_still_restores(
     finally:
         lab.netsetup("master", "apply")
     assert nodelist.read_bytes() == converged
+
+
+def test_wanted_address_behind_a_stray_primary_survives_its_removal(
+    lab: Lab,
+) -> None:
+    # A stray address added first makes the wanted one a secondary, which
+    # the kernel deletes together with the stray primary.
+    node, wanted = "worker-2", "10.77.0.12/24"
+    lab.run(node, ["ip", "addr", "del", wanted, "dev", INTERFACE])
+    lab.run(node, ["ip", "addr", "add", "10.77.0.50/24", "dev", INTERFACE])
+    lab.run(node, ["ip", "addr", "add", wanted, "dev", INTERFACE])
+    assert "secondary" in lab.run(node, ["ip", "addr", "show", "dev",
+                                         INTERFACE]).stdout
+    result = lab.netsetup(node, "apply")
+    assert "add address 10.77.0.12/24 again" in result.stderr
+    shown = lab.run(node, ["ip", "-4", "-o", "addr", "show", "dev", INTERFACE])
+    assert [line.split()[3] for line in shown.stdout.splitlines()] == [wanted]
+    assert lab.netsetup(node, "plan", check=False).returncode == 0
+    assert lab.ssh("master", "10.77.0.12")
