@@ -262,13 +262,16 @@ def file_change(path: Path, old: bytes, mapping: Mapping[str, str],
 def saved_original(path: Path, state_dir: Path, current: bytes) -> bytes | None:
     """Return the saved original of path if `current` is our own rewrite.
 
-    None when nothing is saved or somebody edited the file since we wrote
-    it: the original no longer tells what the file should say.
+    Also when `current` is the original itself (put back by hand, or a
+    crash before the first write). None when nothing is saved or somebody
+    edited the file since we wrote it: the original no longer tells what
+    the file should say.
     """
     orig_file, sha_file = _state_files(path, state_dir)
-    if _sha256(current) not in _read_shas(sha_file):
-        return None
-    return _read_or_none(orig_file)
+    original = _read_or_none(orig_file)
+    if original == current or _sha256(current) in _read_shas(sha_file):
+        return original
+    return None
 
 
 def save_original(path: Path, state_dir: Path, current: bytes, written: bytes) -> None:
@@ -279,14 +282,23 @@ def save_original(path: Path, state_dir: Path, current: bytes, written: bytes) -
     apply the file holds our own rewrite, not the true original. If
     `current` is our earlier rewrite, its checksum stays listed too, so a
     crash before the write does not make it look edited.
+
+    If somebody edited the file since our last write, the saved original
+    no longer matches it, and `written` is not recorded as ours: `restore`
+    then keeps the file, edits and all, and puts the original beside it,
+    rather than putting back an original without the edits.
     """
     orig_file, sha_file = _state_files(path, state_dir)
     orig_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     shas = [_sha256(written)]
-    if orig_file.exists():
-        log.debug("keeping the original of %s saved earlier", path)
-        if _sha256(current) in _read_shas(sha_file):
-            shas.append(_sha256(current))
+    original = _read_or_none(orig_file)
+    if original is not None:
+        if original != current and _sha256(current) not in _read_shas(sha_file):
+            log.warning("%s was edited after netsetup rewrote it; rewriting "
+                        "it as it stands, and `down` will keep it",
+                        path)
+            return
+        shas.append(_sha256(current))
     else:
         write_atomic(orig_file, current, mode=0o600)
     write_atomic(sha_file, "".join(f"{sha}\n" for sha in shas).encode("ascii"),

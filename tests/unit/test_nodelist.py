@@ -578,6 +578,11 @@ def test_an_edited_rewrite_is_rewritten_as_it_stands(tmp_path: Path) -> None:
     assert saved_original(path, state_dir, path.read_bytes()) is None
     _apply(path, state_dir, {"192.0.2.1": "10.8.0.1", "192.0.2.2": "10.8.0.2"})
     assert path.read_bytes() == b"10.8.0.1 a\n10.8.0.2 new\n"
+    # The saved original lacks the new line: down keeps the file, and the
+    # original goes beside it, rather than losing the edit.
+    assert restore(path, state_dir) == "edited-kept"
+    assert path.read_bytes() == b"10.8.0.1 a\n10.8.0.2 new\n"
+    assert (tmp_path / "nodelist.txt.netsetup-orig").read_bytes() == b"192.0.2.1 a\n"
 
 
 def test_a_crash_before_the_second_write_keeps_the_original_usable(
@@ -595,5 +600,20 @@ def test_a_crash_before_the_second_write_keeps_the_original_usable(
     # Only our last two writes count as ours, not every earlier one.
     _apply(path, state_dir, {"192.0.2.1": "10.8.0.31"})
     assert saved_original(path, state_dir, first) is None
+    assert restore(path, state_dir) == "restored"
+    assert path.read_bytes() == b"192.0.2.1 a\n"
+
+
+def test_an_original_put_back_by_hand_is_still_ours_to_rewrite(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path, state_dir = tmp_path / "nodelist.txt", tmp_path / "state"
+    path.write_bytes(b"192.0.2.1 a\n")
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.1"})
+    path.write_bytes(b"192.0.2.1 a\n")
+    assert saved_original(path, state_dir, path.read_bytes()) == b"192.0.2.1 a\n"
+    _apply(path, state_dir, {"192.0.2.1": "10.8.0.21"})
+    assert path.read_bytes() == b"10.8.0.21 a\n"
+    assert "edited" not in caplog.text
     assert restore(path, state_dir) == "restored"
     assert path.read_bytes() == b"192.0.2.1 a\n"
