@@ -4,9 +4,9 @@ When a connection ends without conntrack seeing the end (a peer that
 vanished, a reset it did not believe), its entry stays ESTABLISHED for days;
 FIN_WAIT and CLOSE_WAIT entries stay for minutes. A SYN from the same ports
 matches that entry, and conntrack calls it "established" (it ignores the
-SYN, it does not start a new entry). An outsider who reuses such ports, as
-the namespace hammer of test_safety once did by chance, must still be
-refused on SSH and 5001.
+SYN, it does not start a new entry). An outsider who reuses such ports, on
+purpose or by chance (a flood of connection attempts goes through every
+ephemeral port), must still be refused on SSH and 5001.
 
 The entries are put in with `conntrack -I`, in the worker's namespace: the
 kernel's own conntrack, so the rules see exactly what a leftover gives them.
@@ -45,8 +45,9 @@ finally:
 print(json.dumps(ok))
 """
 
-# A fresh source port per entry, so no test sees another's leftovers.
-_ports = count(41000)
+# A fresh source port per entry, so no test sees another's leftovers;
+# below the ephemeral range (32768 on), which other tests' connections use.
+_ports = count(20000)
 
 
 def _stale_entry(lab: Lab, state: str, dport: int) -> int:
