@@ -23,6 +23,13 @@ def table_handle(lab: Lab, node: str) -> int | None:
     return None
 
 
+def load_table(lab: Lab, node: str, text: str) -> None:
+    """Swap `text` in as `inet netsetup` with nft, in one transaction."""
+    document = f"table inet netsetup\ndelete table inet netsetup\n{text}"
+    subprocess.run(lab._nsenter(node) + ["nft", "-f", "-"], input=document,
+                   text=True, check=True)
+
+
 def link_index(lab: Lab, node: str) -> int | None:
     result = lab.run(node, ["ip", "-j", "link", "show", INTERFACE], check=False)
     if result.returncode != 0:

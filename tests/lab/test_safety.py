@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import cluster_file, cluster_text, table_handle
+from helpers import cluster_file, cluster_text, load_table, table_handle
 from netsetup.lab import NODELIST_TEXT, SERVICE_PORT, Lab
 from test_atomicity import _hammer, _result
 
@@ -32,10 +32,7 @@ def _break_down(lab: Lab, node: str, old_table: str) -> None:
     addresses, node list) while the old, closed table stays loaded.
     """
     lab.run(node, ["ip", "link", "del", "wg-mascot"], check=False)
-    document = ("table inet netsetup\ndelete table inet netsetup\n"
-                + old_table)
-    subprocess.run(lab._nsenter(node) + ["nft", "-f", "-"], input=document,
-                   text=True, check=True)
+    load_table(lab, node, old_table)
     # As after a reboot, and with no cache: every run takes the same path
     # (the table is always reloaded, every cache written).
     for name in ("run/firewall.sha256", "run/ruleset.cache",

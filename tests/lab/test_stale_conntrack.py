@@ -15,13 +15,12 @@ kernel's own conntrack, so the rules see exactly what a leftover gives them.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from itertools import count
 
 import pytest
 
-from helpers import table_handle
+from helpers import load_table, table_handle
 from netsetup.lab import NODES, SERVICE_PORT, Lab
 
 NODE = {node.name: node for node in NODES}
@@ -84,12 +83,6 @@ def _connects(lab: Lab, sport: int, dport: int) -> bool:
     return answer
 
 
-def _load(lab: Lab, text: str) -> None:
-    document = f"table inet netsetup\ndelete table inet netsetup\n{text}"
-    subprocess.run(lab._nsenter(WORKER.name) + ["nft", "-f", "-"],
-                   input=document, text=True, check=True)
-
-
 @pytest.mark.parametrize("state", ["ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT"])
 @pytest.mark.parametrize("dport", [22, SERVICE_PORT])
 def test_syn_reusing_a_stale_entry_is_refused(lab: Lab, state: str,
@@ -108,11 +101,11 @@ def test_control_a_plain_established_rule_lets_it_in(lab: Lab) -> None:
     weakened = original.replace("tcp flags ! syn ct state", "ct state")
     assert weakened != original
     try:
-        _load(lab, weakened)
+        load_table(lab, WORKER.name, weakened)
         sport = _stale_entry(lab, "ESTABLISHED", SERVICE_PORT)
         assert _connects(lab, sport, SERVICE_PORT)
         # A port without a stale entry stays closed: the entry did it.
         assert not _connects(lab, next(_ports), SERVICE_PORT)
     finally:
-        _load(lab, original)
+        load_table(lab, WORKER.name, original)
     assert lab.netsetup(WORKER.name, "plan", check=False).returncode == 0
