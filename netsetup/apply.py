@@ -78,11 +78,10 @@ def execute(
     interface = desired.interface
     change = device_change(desired, actions)
     device_done = False
-    addresses_changed = False
-    for action in actions:
-        if addresses_changed and action.layer != "addresses":
-            _settle_addresses(interface, desired.addresses)
-            addresses_changed = False
+    # The addresses are read back once, after the last address change.
+    last_address = max((i for i, a in enumerate(actions)
+                        if a.layer == "addresses"), default=None)
+    for i, action in enumerate(actions):
         faults.point(f"before {action.kind}")
         if action.kind in DEVICE_KINDS:
             # All key, port and peer changes travel in one message, and are
@@ -101,10 +100,8 @@ def execute(
             link.set_mtu(interface, action.data)
         elif action.kind == "add-address":
             link.add_address(interface, action.data)
-            addresses_changed = True
         elif action.kind == "remove-address":
             link.del_address(interface, action.data)
-            addresses_changed = True
         elif action.kind == "set-up":
             link.set_up(interface)
         elif action.kind == "rewrite-nodelist":
@@ -116,8 +113,8 @@ def execute(
         else:
             raise NetsetupError(f"internal: unknown action {action.kind!r}")
         log.info("%s", action.summary)
-    if addresses_changed:
-        _settle_addresses(interface, desired.addresses)
+        if i == last_address:
+            _settle_addresses(interface, desired.addresses)
     _record_applied_config(settings)
     faults.point("done")
 
